@@ -1,0 +1,29 @@
+"""Request context carried by every RPC call and every database transaction.
+
+The context says who asks (user, project, roles) and carries the oslo.db transaction
+state. It is serialized on the wire by :mod:`migration_conductor.rpc`, so an agent that
+answers a conductor call sees the same request id in its logs as the conductor.
+"""
+
+from oslo_context import context
+from oslo_db.sqlalchemy import enginefacade
+
+
+@enginefacade.transaction_context_provider
+class RequestContext(context.RequestContext):
+    """A security context that also carries the database session state."""
+
+    def to_dict(self):
+        return super().to_dict()
+
+    @classmethod
+    def from_dict(cls, values):
+        return super().from_dict(values)
+
+
+def get_admin_context(**kwargs):
+    """Return a context with the admin role, for services acting on their own behalf."""
+    kwargs.setdefault('roles', ['admin'])
+    kwargs.setdefault('is_admin', True)
+    kwargs.setdefault('overwrite', False)
+    return RequestContext(**kwargs)

@@ -1,0 +1,100 @@
+"""Typed errors of migration-conductor: one place for every error a caller can see.
+
+Each error has a stable ``code`` (what a program matches on), a ``message`` built from a
+template (what an operator reads) and a ``phase`` hint. Errors raised in the conductor are
+sent to RPC callers by oslo.messaging, which rebuilds them on the caller's side when this
+module is in ``allowed_remote_exmods`` (see :mod:`migration_conductor.rpc`).
+"""
+
+
+class MigrationConductorError(Exception):
+    """Base class: ``msg_fmt`` is filled with the keyword arguments given."""
+
+    msg_fmt = 'An unknown error occurred.'
+    code = 'unknown'
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        if message is None:
+            try:
+                message = self.msg_fmt % kwargs
+            except (KeyError, TypeError):
+                message = self.msg_fmt
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self):
+        return self.message
+
+
+# --- configuration and start-up ------------------------------------------------------
+
+class ConfigurationError(MigrationConductorError):
+    """A setting is wrong: the message names the setting and says why, in one line."""
+
+    msg_fmt = '%(setting)s: %(reason)s'
+    code = 'configuration'
+
+
+class Invalid(MigrationConductorError):
+    msg_fmt = 'Invalid input: %(reason)s'
+    code = 'invalid'
+
+
+# --- not found -------------------------------------------------------------------------
+
+class NotFound(MigrationConductorError):
+    msg_fmt = 'Resource could not be found.'
+    code = 'not_found'
+
+
+class HostNotFound(NotFound):
+    msg_fmt = 'Compute host %(host)s could not be found.'
+    code = 'host_not_found'
+
+
+class InstanceNotFound(NotFound):
+    msg_fmt = 'Instance %(instance_uuid)s could not be found.'
+    code = 'instance_not_found'
+
+
+class MigrationNotFound(NotFound):
+    msg_fmt = 'Migration %(migration_uuid)s could not be found.'
+    code = 'migration_not_found'
+
+
+# --- conflicts -------------------------------------------------------------------------
+
+class Conflict(MigrationConductorError):
+    msg_fmt = 'Conflict: %(reason)s'
+    code = 'conflict'
+
+
+class InvalidMigrationTransition(Conflict):
+    msg_fmt = ('Migration %(migration_uuid)s cannot go from %(current)s to '
+               '%(target)s.')
+    code = 'invalid_transition'
+
+
+class MigrationStateConflict(Conflict):
+    msg_fmt = ('Migration %(migration_uuid)s is no longer %(expected)s '
+               '(it is %(actual)s).')
+    code = 'state_conflict'
+
+
+class InstanceStateConflict(Conflict):
+    msg_fmt = ('Instance %(instance_uuid)s is not in the expected state: '
+               '%(reason)s.')
+    code = 'instance_state_conflict'
+
+
+# --- virt driver -----------------------------------------------------------------------
+
+class HypervisorUnavailable(MigrationConductorError):
+    msg_fmt = 'Hypervisor at %(uri)s is unavailable: %(reason)s'
+    code = 'hypervisor_unavailable'
+
+
+class DomainNotFound(NotFound):
+    msg_fmt = 'Domain %(instance_uuid)s is not defined on host %(host)s.'
+    code = 'domain_not_found'
