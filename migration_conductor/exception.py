@@ -98,3 +98,10 @@ class HypervisorUnavailable(MigrationConductorError):
 class DomainNotFound(NotFound):
     msg_fmt = 'Domain %(instance_uuid)s is not defined on host %(host)s.'
     code = 'domain_not_found'
+
+
+# --- authorization -----------------------------------------------------------------------
+
+class PolicyNotAuthorized(MigrationConductorError):
+    msg_fmt = 'Policy does not allow %(action)s to be performed.'
+    code = 'forbidden'

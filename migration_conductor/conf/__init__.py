@@ -1,0 +1,26 @@
+"""Configuration of migration-conductor: one module per option group.
+
+Nothing here reads an option at import time. ``register_opts(conf)`` registers every group
+on a ``cfg.ConfigOpts`` object; services call it once at start. ``CONF`` is the process-wide
+object used by the console scripts; tests build their own ``cfg.ConfigOpts``.
+"""
+
+from oslo_config import cfg
+
+from migration_conductor.conf import agent
+from migration_conductor.conf import all_in_one
+from migration_conductor.conf import conductor
+from migration_conductor.conf import database
+from migration_conductor.conf import default
+from migration_conductor.conf import libvirt
+from migration_conductor.conf import simulated
+
+CONF = cfg.CONF
+
+_MODULES = (default, conductor, agent, libvirt, simulated, all_in_one, database)
+
+
+def register_opts(conf):
+    """Register every option group of the project on ``conf`` (idempotent)."""
+    for module in _MODULES:
+        module.register_opts(conf)

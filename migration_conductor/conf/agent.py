@@ -1,0 +1,41 @@
+"""Options of the [agent] group: the thin per-host compute agent."""
+
+from oslo_config import cfg
+
+agent_group = cfg.OptGroup(
+    'agent', title='Compute agent options',
+    help='Options of the per-host compute agent.')
+
+agent_opts = [
+    cfg.StrOpt('topic',
+               default='compute_agent',
+               help='RPC topic of the agents. Each agent listens on this topic with its '
+                    'own host name as the server, so the conductor can address one host.'),
+    cfg.StrOpt('virt_driver',
+               default='libvirt',
+               choices=[('libvirt', 'Drive a real libvirtd at [libvirt] connection_uri.'),
+                        ('simulated', 'An in-memory model of a host, for tests and '
+                                      'scale experiments; runs no guest.')],
+               help='Virt driver the agent uses to run and inspect guests.'),
+    cfg.IntOpt('heartbeat_interval',
+               default=10, min=1,
+               help='Seconds between two reports of this host\'s inventory and guests to '
+                    'the conductor.'),
+    cfg.StrOpt('migration_address',
+               default='127.0.0.1',
+               help='Address other hosts use to reach this host for the migration data '
+                    'stream (QEMU migration and NBD). It must be reachable from every '
+                    'other host of the deployment.'),
+    cfg.StrOpt('advertised_libvirt_uri',
+               help='libvirt URI under which other hosts reach this host\'s libvirtd for '
+                    'peer-to-peer migration. Defaults to [libvirt] connection_uri.'),
+]
+
+
+def register_opts(conf):
+    conf.register_group(agent_group)
+    conf.register_opts(agent_opts, group=agent_group)
+
+
+def list_opts():
+    return {agent_group: agent_opts}

@@ -1,0 +1,19 @@
+"""Entry point of ``oslo-config-generator`` (namespace ``migration_conductor``)."""
+
+from migration_conductor.conf import agent
+from migration_conductor.conf import all_in_one
+from migration_conductor.conf import conductor
+from migration_conductor.conf import default
+from migration_conductor.conf import libvirt
+from migration_conductor.conf import simulated
+
+_MODULES = (default, conductor, agent, libvirt, simulated, all_in_one)
+
+
+def list_opts():
+    """Return ``[(group, [opts])]`` for every option group of the project."""
+    result = []
+    for module in _MODULES:
+        for group, opts in module.list_opts().items():
+            result.append((group, opts))
+    return result

@@ -1,0 +1,110 @@
+"""Migration: one move of one instance, its status, progress and structured outcome.
+
+``status`` only changes through :meth:`Migration.transition`, which enforces the state
+machine of :mod:`migration_conductor.objects.migration_states`. A failure is recorded as
+a :class:`MigrationError` (phase, host, code, message) so that an operator and a program
+can both tell where and why a migration ended.
+"""
+
+from migration_conductor.objects import base
+from migration_conductor.objects import fields
+from migration_conductor.objects import migration_states
+
+_ERROR_COLUMNS = ('phase', 'host', 'code', 'message')
+
+
+@base.MigrationConductorObjectRegistry.register
+class MigrationError(base.MigrationConductorObject):
+    """Why a migration failed: the step, the host involved, a code and a message."""
+
+    # Version 1.0: Initial version
+    VERSION = '1.0'
+
+    fields = {
+        'phase': fields.MigrationPhaseField(),
+        'host': fields.StringField(nullable=True),
+        'code': fields.StringField(),
+        'message': fields.StringField(),
+    }
+
+    def __str__(self):
+        return '%s failed on %s: %s (%s)' % (self.phase, self.host or '-',
+                                            self.message, self.code)
+
+
+@base.MigrationConductorObjectRegistry.register
+class Migration(base.MigrationConductorObject):
+    # Version 1.0: Initial version
+    VERSION = '1.0'
+
+    fields = {
+        'uuid': fields.UUIDField(),
+        'instance_uuid': fields.UUIDField(),
+        'migration_type': fields.MigrationTypeField(default=fields.MigrationType.LIVE),
+        'source_host': fields.StringField(),
+        'dest_host': fields.StringField(nullable=True),
+        'requested_dest': fields.StringField(nullable=True),
+        'force': fields.BooleanField(default=False),
+        'block_migration': fields.BlockMigrationField(
+            default=fields.BlockMigration.AUTO),
+        'status': fields.MigrationStatusField(),
+        # Progress, in bytes (dirty_rate in bytes per second), from the libvirt job.
+        'memory_total': fields.IntegerField(nullable=True),
+        'memory_processed': fields.IntegerField(nullable=True),
+        'memory_remaining': fields.IntegerField(nullable=True),
+        'disk_total': fields.IntegerField(nullable=True),
+        'disk_processed': fields.IntegerField(nullable=True),
+        'disk_remaining': fields.IntegerField(nullable=True),
+        'dirty_rate': fields.IntegerField(nullable=True),
+        'iteration': fields.IntegerField(nullable=True),
+        'expected_downtime_ms': fields.IntegerField(nullable=True),
+        'downtime_ms': fields.IntegerField(nullable=True),
+        'total_time_ms': fields.IntegerField(nullable=True),
+        'error': fields.ObjectField('MigrationError', nullable=True),
+        'started_at': fields.DateTimeField(nullable=True),
+        'finished_at': fields.DateTimeField(nullable=True),
+        'created_at': fields.DateTimeField(nullable=True),
+        'updated_at': fields.DateTimeField(nullable=True),
+    }
+
+    _non_db_fields = ('error',)
+
+    @property
+    def is_terminal(self):
+        return self.status in migration_states.TERMINAL_STATES
+
+    def transition(self, target):
+        """Move to ``target`` if the state machine allows it.
+
+        :raises InvalidMigrationTransition: the change is not allowed; nothing changes.
+        """
+        migration_states.check_transition(self.uuid, self.status, target)
+        self.status = target
+
+    @classmethod
+    def from_db_row(cls, row):
+        obj = super().from_db_row(row)
+        if row.get('error_code'):
+            obj.error = MigrationError(**{name: row.get('error_' + name)
+                                          for name in _ERROR_COLUMNS})
+        else:
+            obj.error = None
+        obj.obj_reset_changes()
+        return obj
+
+    def obj_db_values(self, only_changed=False):
+        values = super().obj_db_values(only_changed=only_changed)
+        if 'error' in (self.obj_what_changed() if only_changed else self.fields):
+            if self.obj_attr_is_set('error'):
+                error = self.error
+                for name in _ERROR_COLUMNS:
+                    values['error_' + name] = getattr(error, name) if error else None
+        return values
+
+
+@base.MigrationConductorObjectRegistry.register
+class MigrationList(base.ObjectListBase, base.MigrationConductorObject):
+    # Version 1.0: Initial version
+    VERSION = '1.0'
+
+    fields = {'objects': fields.ListOfObjectsField('Migration')}
