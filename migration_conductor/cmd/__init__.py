@@ -1,0 +1,63 @@
+"""Start-up shared by every console script: configuration, logging, clean errors.
+
+A wrong setting must end a command with one line naming the setting, not a traceback:
+:func:`run` catches the project's typed errors and oslo.config's errors, prints
+``<prog>: error: <message>`` on stderr and exits with status 2.
+"""
+
+import sys
+import warnings
+
+# oslo.messaging imports oslo.service, which imports the eventlet library (never used
+# here): keep its deprecation notice out of operators' terminals.
+warnings.filterwarnings('ignore', message='.*Eventlet is deprecated.*')
+
+from oslo_config import cfg  # noqa: E402
+from oslo_log import log as logging  # noqa: E402
+
+from migration_conductor import conf as mc_conf  # noqa: E402
+from migration_conductor import exception  # noqa: E402
+from migration_conductor import objects  # noqa: E402
+
+PROJECT = 'migration-conductor'
+EXIT_CONFIG_ERROR = 2
+
+
+def register_all(conf):
+    """Register every option (ours, oslo.log's) on ``conf`` and every object."""
+    mc_conf.register_opts(conf)
+    logging.register_options(conf)
+    objects.register_all()
+
+
+def prepare_service(conf, argv, prog):
+    """Parse the command line and config files, then set up logging."""
+    register_all(conf)
+    conf(argv, project=PROJECT, prog=prog)
+    logging.setup(conf, PROJECT)
+
+
+def run(prog, main, argv=None):
+    """Run ``main(argv)``; turn expected errors into one line and exit status 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return main(argv)
+    except exception.MigrationConductorError as exc:
+        print('%s: error: %s' % (prog, exc), file=sys.stderr)
+    except cfg.Error as exc:
+        print('%s: error: configuration: %s' % (prog, exc), file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_CONFIG_ERROR
+
+
+def wait_for_signal():
+    """Block until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(1):
+        pass

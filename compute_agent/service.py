@@ -1,0 +1,115 @@
+"""One compute agent: its RPC server, registration and heartbeats.
+
+Start-up order: connect to the hypervisor (fail fast with the URI in the message), start
+the RPC server on ``[agent] topic`` with this host's name as server, register with the
+conductor (a call, retried until the conductor answers), then report every
+``[agent] heartbeat_interval`` seconds (casts) from a futurist periodic worker thread.
+
+Several agents may live in one process (all-in-one mode, tests): nothing here reads
+``[DEFAULT] host`` or the libvirt URI directly; the caller passes the host and driver.
+"""
+
+import logging
+import threading
+import time
+
+from futurist import periodics
+import oslo_messaging as messaging
+
+from compute_agent import manager as agent_manager
+from migration_conductor import context as mc_context
+from migration_conductor import rpc
+from migration_conductor import rpcapi as conductor_rpcapi
+
+LOG = logging.getLogger(__name__)
+
+_REGISTER_CALL_TIMEOUT = 10
+
+
+class AgentService:
+    """Runs the agent of ``host`` with ``driver`` until :meth:`stop`."""
+
+    def __init__(self, conf, host, driver):
+        self._conf = conf
+        self.host = host
+        self.driver = driver
+        self.manager = agent_manager.AgentManager(
+            host, driver, conf.agent.migration_address)
+        self._conductor = conductor_rpcapi.ConductorAPI(conf)
+        self._context = mc_context.get_admin_context(roles=['service'])
+        self._server = None
+        self._worker = None
+        self._worker_thread = None
+        self._stopping = threading.Event()
+        self.registered = threading.Event()
+
+    def start(self, register_timeout=None):
+        """Connect, serve and register.
+
+        :param register_timeout: seconds to keep trying to register; None waits forever.
+        :raises HypervisorUnavailable: the hypervisor cannot be reached.
+        :raises MessagingTimeout: the conductor did not answer within register_timeout.
+        """
+        self.driver.init_host()
+        target = messaging.Target(topic=self._conf.agent.topic, server=self.host)
+        self._server = rpc.get_server(self._conf, target, [self.manager])
+        self._server.start()
+        LOG.info('Agent of host %s serving on topic %s', self.host, self._conf.agent.topic)
+        try:
+            self._register(register_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self._start_heartbeats()
+
+    def _register(self, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        attempt = 0
+        while not self._stopping.is_set():
+            attempt += 1
+            try:
+                recorded = self._conductor.register_host(
+                    self._context, self.manager.build_host_report(),
+                    timeout=_REGISTER_CALL_TIMEOUT)
+            except messaging.MessagingTimeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                LOG.warning('Host %s: conductor did not answer the registration '
+                            '(attempt %d); retrying', self.host, attempt)
+                continue
+            LOG.info('Host %s registered with the conductor (enabled=%s)',
+                     self.host, recorded.enabled)
+            self.registered.set()
+            return
+
+    def _start_heartbeats(self):
+        interval = self._conf.agent.heartbeat_interval
+
+        @periodics.periodic(spacing=interval, run_immediately=False)
+        def report_host_state():
+            self.report_now()
+
+        self._worker = periodics.PeriodicWorker([(report_host_state, None, None)])
+        self._worker_thread = threading.Thread(
+            target=self._worker.start, name='heartbeat-%s' % self.host, daemon=True)
+        self._worker_thread.start()
+
+    def report_now(self):
+        """Send one heartbeat now; failures are logged, the next one will retry."""
+        try:
+            self._conductor.report_host_state(
+                self._context, self.manager.build_host_report())
+        except Exception:  # a heartbeat must never kill the agent
+            LOG.exception('Host %s: heartbeat failed', self.host)
+
+    def stop(self):
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker.wait()
+            self._worker_thread.join(timeout=5)
+        if self._server is not None:
+            self._server.stop()
+            self._server.wait()
+        self.driver.cleanup()
+        LOG.info('Agent of host %s stopped', self.host)

@@ -1,0 +1,113 @@
+"""Host inventory: turn agents' reports into ComputeHost and Instance records.
+
+Agents report at registration and then every ``[agent] heartbeat_interval`` seconds. The
+report is the truth about what each hypervisor runs right now; this module reconciles it
+with the database:
+
+* the host row is upserted with the reported inventory and a fresh ``last_heartbeat``;
+  ``enabled``/``disabled_reason`` belong to operators and are never overwritten;
+* every reported domain becomes (or updates) the Instance of the same UUID, on this host;
+* an instance recorded on this host but no longer reported is marked ``missing``.
+
+An instance owned by a migration (``task_state`` set) is left alone: during a live
+migration both hosts report the domain, and only the migration flow may move it.
+
+Concurrency: reports from different agents run in parallel RPC threads; each report is
+applied in its own transaction, per row, so two agents never contend on the same rows
+except for an instance seen on both hosts, where the rule below decides.
+"""
+
+import logging
+
+from oslo_utils import timeutils
+
+from db import api as db_api
+from migration_conductor import exception
+from migration_conductor import objects
+from migration_conductor.objects import fields
+
+LOG = logging.getLogger(__name__)
+
+# Operator-owned columns: an agent's report never changes them.
+_OPERATOR_COLUMNS = ('enabled', 'disabled_reason')
+
+
+def host_from_row(row, service_down_time, now=None):
+    """Build a ComputeHost from a DB row, with ``up`` derived from its heartbeat."""
+    host = objects.ComputeHost.from_db_row(row)
+    host.up = host.heartbeat_is_recent(service_down_time, now=now)
+    host.obj_reset_changes(['up'])
+    return host
+
+
+def record_report(context, report, service_down_time):
+    """Apply one agent report; return the host as now recorded.
+
+    :param report: a HostReport from the agent.
+    :param service_down_time: seconds after which a host without heartbeat is down.
+    :returns: ComputeHost, with ``up`` set.
+    """
+    host_name = report.host.host
+    values = report.host.obj_db_values()
+    for column in _OPERATOR_COLUMNS:
+        values.pop(column, None)
+    values['last_heartbeat'] = timeutils.utcnow()
+    row = db_api.compute_host_upsert(context, values)
+    reported = set()
+    for instance in report.instances:
+        reported.add(instance.uuid)
+        _record_instance(context, host_name, instance, service_down_time)
+    for row_instance in db_api.instance_list(context, host=host_name):
+        if (row_instance['uuid'] not in reported
+                and not row_instance.get('task_state')
+                and row_instance['power_state'] != fields.PowerState.MISSING):
+            LOG.warning('Instance %(uuid)s is no longer reported by host %(host)s; '
+                        'marking it missing',
+                        {'uuid': row_instance['uuid'], 'host': host_name})
+            db_api.instance_update(context, row_instance['uuid'],
+                                   {'power_state': fields.PowerState.MISSING})
+    return host_from_row(row, service_down_time)
+
+
+def _record_instance(context, host_name, instance, service_down_time):
+    values = {'uuid': instance.uuid, 'name': instance.name, 'host': host_name,
+              'power_state': instance.power_state, 'memory_mb': instance.memory_mb,
+              'vcpus': instance.vcpus}
+    try:
+        current = db_api.instance_get(context, instance.uuid)
+    except exception.InstanceNotFound:
+        LOG.info('Instance %(uuid)s (%(name)s) found on host %(host)s',
+                 {'uuid': instance.uuid, 'name': instance.name, 'host': host_name})
+        db_api.instance_upsert(context, values)
+        return
+    if current.get('task_state'):
+        # A migration owns it: record nothing that could move it.
+        return
+    if current['host'] not in (None, host_name) and not _should_move(
+            context, current, instance, service_down_time):
+        return
+    if current['host'] != host_name:
+        LOG.info('Instance %(uuid)s now reported by host %(host)s (was %(old)s)',
+                 {'uuid': instance.uuid, 'host': host_name, 'old': current['host']})
+    db_api.instance_upsert(context, values)
+
+
+def _should_move(context, current, instance, service_down_time):
+    """Whether a domain seen on a second host should take the instance there.
+
+    The running copy wins. A non-running copy on another host (an incoming migration
+    that has not switched over, or a stale definition) does not take the instance away
+    from a host that is up and runs it.
+    """
+    if instance.power_state == fields.PowerState.RUNNING:
+        return current['power_state'] != fields.PowerState.RUNNING or not _host_is_up(
+            context, current['host'], service_down_time)
+    return current['power_state'] != fields.PowerState.RUNNING
+
+
+def _host_is_up(context, host_name, service_down_time):
+    try:
+        row = db_api.compute_host_get(context, host_name)
+    except exception.HostNotFound:
+        return False
+    return host_from_row(row, service_down_time).up

@@ -1,0 +1,73 @@
+"""The conductor's RPC endpoint: the one place where requests enter the conductor.
+
+Runs in oslo.messaging's threading executor: several requests are served at once, each
+in its own thread with its own database transaction. Every method first checks policy,
+then delegates to a domain module (:mod:`migration_conductor.inventory`, ...).
+"""
+
+import logging
+
+import oslo_messaging as messaging
+
+from db import api as db_api
+from migration_conductor import inventory
+from migration_conductor import objects
+from migration_conductor import policy
+from migration_conductor import rpcapi
+
+LOG = logging.getLogger(__name__)
+
+
+class ConductorManager:
+    """Endpoint of the conductor topic; version must match :mod:`rpcapi`."""
+
+    target = messaging.Target(version=rpcapi.RPC_API_VERSION)
+
+    def __init__(self, conf):
+        self._conf = conf
+        self._policy = policy.Enforcer(conf)
+
+    @property
+    def _down_time(self):
+        return self._conf.conductor.service_down_time
+
+    # --- agents ------------------------------------------------------------------------
+
+    def register_host(self, context, report):
+        self._policy.authorize(context, 'migration_conductor:host:report')
+        host = inventory.record_report(context, report, self._down_time)
+        LOG.info('Agent of host %(host)s registered: %(type)s %(version)s, %(mem)s MiB, '
+                 '%(vcpus)s vCPUs, %(n)d guest(s), libvirt at %(uri)s',
+                 {'host': host.host, 'type': host.hypervisor_type,
+                  'version': host.hypervisor_version, 'mem': host.memory_mb,
+                  'vcpus': host.vcpus, 'n': len(report.instances),
+                  'uri': host.libvirt_uri})
+        return host
+
+    def report_host_state(self, context, report):
+        self._policy.authorize(context, 'migration_conductor:host:report')
+        inventory.record_report(context, report, self._down_time)
+        LOG.debug('Heartbeat from host %(host)s with %(n)d guest(s)',
+                  {'host': report.host.host, 'n': len(report.instances)})
+
+    # --- operators and nova-api ------------------------------------------------------------
+
+    def list_hosts(self, context):
+        self._policy.authorize(context, 'migration_conductor:host:list')
+        rows = db_api.compute_host_list(context)
+        return objects.ComputeHostList(objects=[
+            inventory.host_from_row(row, self._down_time) for row in rows])
+
+    def get_host(self, context, host):
+        self._policy.authorize(context, 'migration_conductor:host:get')
+        return inventory.host_from_row(db_api.compute_host_get(context, host),
+                                       self._down_time)
+
+    def list_instances(self, context, host=None):
+        self._policy.authorize(context, 'migration_conductor:instance:list')
+        if host is not None:
+            db_api.compute_host_get(context, host)  # HostNotFound for a typo
+        rows = db_api.instance_list(context, host=host)
+        return objects.InstanceList(objects=[
+            objects.Instance.from_db_row(row) for row in rows])
+

@@ -1,0 +1,72 @@
+"""Authorization of the conductor's RPC API (oslo.policy, defaults in code).
+
+Every public conductor method checks one rule before it does anything. Defaults: admin
+only; agents report with the ``service`` role. Operators override rules in a policy file;
+``oslopolicy-sample-generator --namespace migration_conductor`` prints the defaults.
+"""
+
+import threading
+
+from oslo_policy import policy
+
+from migration_conductor import exception
+
+ADMIN = 'rule:admin_api'
+
+_BASE_RULES = [
+    policy.RuleDefault('admin_api', 'is_admin:True or role:admin',
+                       description='Cloud administrators.'),
+    policy.RuleDefault('service_api', 'role:service or rule:admin_api',
+                       description='Compute agents and other services.'),
+]
+
+_API_RULES = [
+    policy.DocumentedRuleDefault(
+        'migration_conductor:host:list', ADMIN,
+        'List compute hosts with their inventory and liveness.',
+        [{'method': 'RPC', 'path': 'list_hosts'}]),
+    policy.DocumentedRuleDefault(
+        'migration_conductor:host:get', ADMIN,
+        'Show one compute host.',
+        [{'method': 'RPC', 'path': 'get_host'}]),
+    policy.DocumentedRuleDefault(
+        'migration_conductor:instance:list', ADMIN,
+        'List instances and the host each runs on.',
+        [{'method': 'RPC', 'path': 'list_instances'}]),
+    policy.DocumentedRuleDefault(
+        'migration_conductor:host:report', 'rule:service_api',
+        'Register a compute agent and report its inventory and guests.',
+        [{'method': 'RPC', 'path': 'register_host'},
+         {'method': 'RPC', 'path': 'report_host_state'}]),
+]
+
+
+def list_rules():
+    """Entry point of ``oslo.policy.policies`` (sample and documentation)."""
+    return _BASE_RULES + _API_RULES
+
+
+class Enforcer:
+    """Thread-safe lazy wrapper of :class:`oslo_policy.policy.Enforcer`."""
+
+    def __init__(self, conf):
+        self._conf = conf
+        self._enforcer = None
+        self._lock = threading.Lock()
+
+    def _get(self):
+        with self._lock:
+            if self._enforcer is None:
+                enforcer = policy.Enforcer(self._conf)
+                enforcer.register_defaults(list_rules())
+                self._enforcer = enforcer
+            return self._enforcer
+
+    def authorize(self, context, action, target=None):
+        """Check ``action`` for ``context``.
+
+        :raises PolicyNotAuthorized: the caller is not allowed.
+        """
+        target = target or {'project_id': context.project_id}
+        self._get().authorize(action, target, context,
+                              do_raise=True, exc=exception.PolicyNotAuthorized, action=action)

@@ -1,0 +1,52 @@
+"""Client side of the conductor's RPC API (used by agents, migctl and nova-api).
+
+API version history (the endpoint in :mod:`migration_conductor.manager` carries the same
+number; a test checks they agree):
+
+* 1.0 - Initial version: register_host, report_host_state, list_hosts, get_host,
+  list_instances.
+
+Every method ``prepare()``s the lowest version that carries it, so a newer client can
+talk to an older conductor as long as it does not need a newer method.
+"""
+
+import oslo_messaging as messaging
+
+from migration_conductor import rpc
+
+RPC_API_VERSION = '1.0'
+
+
+class ConductorAPI:
+    """Calls and casts to the conductor topic (``[conductor] topic``)."""
+
+    def __init__(self, conf, timeout=None):
+        self._conf = conf
+        target = messaging.Target(topic=conf.conductor.topic, version=RPC_API_VERSION)
+        self.client = rpc.get_client(conf, target, version_cap=RPC_API_VERSION,
+                                     timeout=timeout)
+
+    def register_host(self, context, report, timeout=None):
+        """Register an agent's host (call); returns the recorded ComputeHost."""
+        cctxt = self.client.prepare(version='1.0', timeout=timeout)
+        return cctxt.call(context, 'register_host', report=report)
+
+    def report_host_state(self, context, report):
+        """Heartbeat with the host's inventory and guests (cast)."""
+        cctxt = self.client.prepare(version='1.0')
+        cctxt.cast(context, 'report_host_state', report=report)
+
+    def list_hosts(self, context):
+        """Return a ComputeHostList of every known host, with ``up`` set."""
+        cctxt = self.client.prepare(version='1.0')
+        return cctxt.call(context, 'list_hosts')
+
+    def get_host(self, context, host):
+        """Return one ComputeHost; raises HostNotFound."""
+        cctxt = self.client.prepare(version='1.0')
+        return cctxt.call(context, 'get_host', host=host)
+
+    def list_instances(self, context, host=None):
+        """Return an InstanceList, optionally only those on ``host``."""
+        cctxt = self.client.prepare(version='1.0')
+        return cctxt.call(context, 'list_instances', host=host)
