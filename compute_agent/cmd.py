@@ -15,7 +15,7 @@ PROG = 'migration-compute-agent'
 
 def _main(argv):
     conf = cfg.ConfigOpts()
-    cmd.prepare_service(conf, argv, PROG)
+    cmd.prepare_service(conf, argv, PROG, database=False)
     if rpc.is_in_process(conf):
         raise exception.ConfigurationError(
             setting='[DEFAULT] transport_url',

@@ -9,11 +9,13 @@ and several agents in one process, and they must share one in-process ``fake:/``
 transport to reach each other.
 """
 
+import importlib
 import logging
 import threading
 
 import kombu
 import oslo_messaging as messaging
+from oslo_messaging import opts as messaging_opts
 from oslo_messaging.rpc import dispatcher
 
 from migration_conductor import context as mc_context
@@ -26,6 +28,9 @@ ALLOWED_REMOTE_EXMODS = ['migration_conductor.exception']
 _TRANSPORTS = {}
 _TRANSPORTS_LOCK = threading.Lock()
 _PREFLIGHT_TIMEOUT = 5
+DEFAULT_TRANSPORT_URL = 'fake:/'
+_GLOBAL_ONLY_GROUPS = (('oslo_messaging._tracing.client', 'oslo_messaging_tracing'),
+                       ('oslo_messaging._metrics.client', 'oslo_messaging_metrics'))
 
 
 class RequestContextSerializer(messaging.Serializer):
@@ -53,6 +58,28 @@ def _transport_error(url, reason):
         reason='%s: %s' % (mask_url(url), reason))
 
 
+def register_opts(conf):
+    """Register oslo.messaging's [DEFAULT] options, with the in-process default URL.
+
+    ``transport_url`` defaults to ``fake:/``: conductor and agents in one process
+    (all-in-one mode), the embedded default. Deployments set ``rabbit://...``.
+    """
+    for group, opts in messaging_opts.list_opts():
+        if group is None:
+            conf.register_opts(opts)
+    conf.set_default('transport_url', DEFAULT_TRANSPORT_URL)
+    # NOTE: oslo.messaging 18 reads [oslo_messaging_tracing] and [oslo_messaging_metrics]
+    # on every call but registers them only on the global cfg.CONF; our services use
+    # their own ConfigOpts (several services share a process in the all-in-one mode),
+    # so register them here too. Older releases have neither module.
+    for module_name, group in _GLOBAL_ONLY_GROUPS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        conf.register_opts(getattr(module, group), group=group)
+
+
 def mask_url(url):
     """Return ``url`` with any password replaced by ``***`` (for messages and logs)."""
     if '@' not in url or '://' not in url:
@@ -71,7 +98,7 @@ def get_transport(conf):
 
     :raises ConfigurationError: the URL is malformed or names an unknown driver.
     """
-    url = conf.transport_url or 'fake:/'
+    url = conf.transport_url or DEFAULT_TRANSPORT_URL
     with _TRANSPORTS_LOCK:
         transport = _TRANSPORTS.get(url)
         if transport is None:
@@ -88,7 +115,7 @@ def get_transport(conf):
 
 def is_in_process(conf):
     """Whether the transport is the in-process one of the all-in-one mode."""
-    return (conf.transport_url or 'fake:/').startswith('fake:')
+    return (conf.transport_url or DEFAULT_TRANSPORT_URL).startswith('fake:')
 
 
 def check_transport(conf):
@@ -99,7 +126,7 @@ def check_transport(conf):
 
     :raises ConfigurationError: no host of a ``rabbit://`` URL accepts a connection.
     """
-    url = conf.transport_url or 'fake:/'
+    url = conf.transport_url or DEFAULT_TRANSPORT_URL
     get_transport(conf)
     parsed = messaging.TransportURL.parse(conf, url)
     if parsed.transport not in ('rabbit', 'amqp'):

@@ -30,8 +30,13 @@ fi
 stamp=.venv/.mc-installed
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
     echo "bootstrap: installing the project and its test extras into .venv"
-    .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/pip install -q -e ".[test]" 2>&1 | grep -vE "^WARNING: Location .* is ignored" || true
-    .venv/bin/python -c "import libvirt, oslo_messaging, oslo_db, taskflow" 
+    log=$(mktemp /tmp/mc-pip.XXXXXX.log)
+    if ! .venv/bin/pip install -e ".[test]" >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        echo "bootstrap: pip install failed; full log in $log" >&2
+        exit 1
+    fi
+    rm -f "$log"
+    .venv/bin/python -W ignore -c "import libvirt, oslo_messaging, oslo_db, taskflow, cliff"
     touch "$stamp"
 fi

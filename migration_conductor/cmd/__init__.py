@@ -18,21 +18,29 @@ from oslo_log import log as logging  # noqa: E402
 from migration_conductor import conf as mc_conf  # noqa: E402
 from migration_conductor import exception  # noqa: E402
 from migration_conductor import objects  # noqa: E402
+from migration_conductor import rpc  # noqa: E402
 
 PROJECT = 'migration-conductor'
 EXIT_CONFIG_ERROR = 2
 
 
-def register_all(conf):
-    """Register every option (ours, oslo.log's) on ``conf`` and every object."""
+def register_all(conf, database=True):
+    """Register our options and oslo.log's on ``conf``, and every object.
+
+    :param database: register ``[database]`` too; False for the agent, which must hold
+        no database credentials.
+    """
     mc_conf.register_opts(conf)
+    rpc.register_opts(conf)
+    if database:
+        mc_conf.register_database_opts(conf)
     logging.register_options(conf)
     objects.register_all()
 
 
-def prepare_service(conf, argv, prog):
+def prepare_service(conf, argv, prog, database=True):
     """Parse the command line and config files, then set up logging."""
-    register_all(conf)
+    register_all(conf, database=database)
     conf(argv, project=PROJECT, prog=prog)
     logging.setup(conf, PROJECT)
 

@@ -17,10 +17,19 @@ from migration_conductor.conf import simulated
 
 CONF = cfg.CONF
 
-_MODULES = (default, conductor, agent, libvirt, simulated, all_in_one, database)
+_MODULES = (default, conductor, agent, libvirt, simulated, all_in_one)
 
 
 def register_opts(conf):
-    """Register every option group of the project on ``conf`` (idempotent)."""
+    """Register the option groups every service uses, on ``conf`` (idempotent).
+
+    The ``[database]`` group is not among them: agents hold no database credentials,
+    so only conductor-side commands call :func:`register_database_opts`.
+    """
     for module in _MODULES:
         module.register_opts(conf)
+
+
+def register_database_opts(conf):
+    """Register ``[database]`` (conductor, migctl all-in-one, manage)."""
+    database.register_opts(conf)

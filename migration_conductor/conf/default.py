@@ -1,15 +1,13 @@
 """Options of the [DEFAULT] group that belong to this project.
 
-``transport_url`` and the other messaging options are registered by oslo.messaging
-itself (see :mod:`migration_conductor.rpc`); its default here is the in-process transport
-of the all-in-one mode.
+``transport_url`` and the other messaging options belong to oslo.messaging and are
+registered by :func:`migration_conductor.rpc.register_opts`, which makes the in-process
+transport of the all-in-one mode (``fake:/``) the default.
 """
 
 import socket
 
 from oslo_config import cfg
-
-DEFAULT_TRANSPORT_URL = 'fake:/'
 
 default_opts = [
     cfg.StrOpt('host',

@@ -89,7 +89,7 @@ class Migration(base.MigrationConductorObject):
                                           for name in _ERROR_COLUMNS})
         else:
             obj.error = None
-        obj.obj_reset_changes()
+        obj.obj_reset_changes(recursive=True)
         return obj
 
     def obj_db_values(self, only_changed=False):
