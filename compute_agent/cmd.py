@@ -1,13 +1,16 @@
 """``migration-compute-agent``: the agent of this host (``[DEFAULT] host``)."""
 
-from oslo_config import cfg
-from oslo_log import log as logging
+# Imported first: it silences the eventlet library's import-time notice (futurist and
+# oslo.messaging import eventlet; we never use it) before anything imports them.
+from migration_conductor import cmd  # noqa: I100
 
-from compute_agent import service
-from compute_agent.virt import factory
-from migration_conductor import cmd
-from migration_conductor import exception
-from migration_conductor import rpc
+from oslo_config import cfg  # noqa: E402
+from oslo_log import log as logging  # noqa: E402
+
+from compute_agent import service  # noqa: E402
+from compute_agent.virt import factory  # noqa: E402
+from migration_conductor import exception  # noqa: E402
+from migration_conductor import rpc  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 PROG = 'migration-compute-agent'

@@ -10,12 +10,17 @@ import logging
 import oslo_messaging as messaging
 
 from db import api as db_api
+from migration_conductor import exception
 from migration_conductor import inventory
 from migration_conductor import objects
 from migration_conductor import policy
 from migration_conductor import rpcapi
 
 LOG = logging.getLogger(__name__)
+
+# Typed errors are answers, not faults: oslo.messaging returns them to the caller
+# without logging a traceback.
+expected = messaging.expected_exceptions(exception.MigrationConductorError)
 
 
 class ConductorManager:
@@ -33,6 +38,7 @@ class ConductorManager:
 
     # --- agents ------------------------------------------------------------------------
 
+    @expected
     def register_host(self, context, report):
         self._policy.authorize(context, 'migration_conductor:host:report')
         host = inventory.record_report(context, report, self._down_time)
@@ -44,6 +50,7 @@ class ConductorManager:
                   'uri': host.libvirt_uri})
         return host
 
+    @expected
     def report_host_state(self, context, report):
         self._policy.authorize(context, 'migration_conductor:host:report')
         inventory.record_report(context, report, self._down_time)
@@ -52,17 +59,20 @@ class ConductorManager:
 
     # --- operators and nova-api ------------------------------------------------------------
 
+    @expected
     def list_hosts(self, context):
         self._policy.authorize(context, 'migration_conductor:host:list')
         rows = db_api.compute_host_list(context)
         return objects.ComputeHostList(objects=[
             inventory.host_from_row(row, self._down_time) for row in rows])
 
+    @expected
     def get_host(self, context, host):
         self._policy.authorize(context, 'migration_conductor:host:get')
         return inventory.host_from_row(db_api.compute_host_get(context, host),
                                        self._down_time)
 
+    @expected
     def list_instances(self, context, host=None):
         self._policy.authorize(context, 'migration_conductor:instance:list')
         if host is not None:

@@ -2,7 +2,7 @@
 
 import warnings
 
-warnings.filterwarnings('ignore', message='.*Eventlet is deprecated.*')
+warnings.filterwarnings('ignore', message='(?s).*Eventlet is deprecated')
 
 from migration_conductor import objects  # noqa: E402
 

@@ -10,7 +10,7 @@ import warnings
 
 # oslo.messaging imports oslo.service, which imports the eventlet library (never used
 # here): keep its deprecation notice out of operators' terminals.
-warnings.filterwarnings('ignore', message='.*Eventlet is deprecated.*')
+warnings.filterwarnings('ignore', message='(?s).*Eventlet is deprecated')
 
 from oslo_config import cfg  # noqa: E402
 from oslo_log import log as logging  # noqa: E402
@@ -45,15 +45,22 @@ def prepare_service(conf, argv, prog, database=True):
     logging.setup(conf, PROJECT)
 
 
+EXPECTED_ERRORS = (exception.MigrationConductorError, cfg.Error)
+
+
+def print_error(prog, exc):
+    """Print an expected error as the one line an operator reads."""
+    prefix = 'configuration: ' if isinstance(exc, cfg.Error) else ''
+    print('%s: error: %s%s' % (prog, prefix, exc), file=sys.stderr)
+
+
 def run(prog, main, argv=None):
     """Run ``main(argv)``; turn expected errors into one line and exit status 2."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         return main(argv)
-    except exception.MigrationConductorError as exc:
-        print('%s: error: %s' % (prog, exc), file=sys.stderr)
-    except cfg.Error as exc:
-        print('%s: error: configuration: %s' % (prog, exc), file=sys.stderr)
+    except EXPECTED_ERRORS as exc:
+        print_error(prog, exc)
     except KeyboardInterrupt:
         return 130
     return EXIT_CONFIG_ERROR

@@ -44,7 +44,18 @@ def _value(obj, name):
     return value
 
 
-class HostList(lister.Lister):
+class _TypedErrors:
+    """Mixin: a typed error of a command is one ``migctl: error:`` line, exit 2."""
+
+    def run(self, parsed_args):
+        try:
+            return super().run(parsed_args)
+        except cmd.EXPECTED_ERRORS as exc:
+            cmd.print_error(PROG, exc)
+            return cmd.EXIT_CONFIG_ERROR
+
+
+class HostList(_TypedErrors, lister.Lister):
     """List compute hosts: liveness, hypervisor and inventory."""
 
     def take_action(self, parsed_args):
@@ -53,7 +64,7 @@ class HostList(lister.Lister):
                 [[_value(h, c) for c in _HOST_LIST_COLUMNS] for h in hosts])
 
 
-class HostShow(show.ShowOne):
+class HostShow(_TypedErrors, show.ShowOne):
     """Show one compute host."""
 
     def get_parser(self, prog_name):
@@ -66,7 +77,7 @@ class HostShow(show.ShowOne):
         return _HOST_COLUMNS, [_value(host, c) for c in _HOST_COLUMNS]
 
 
-class InstanceList(lister.Lister):
+class InstanceList(_TypedErrors, lister.Lister):
     """List instances (libvirt domains) and the host each runs on."""
 
     def get_parser(self, prog_name):
@@ -114,8 +125,18 @@ class MigctlApp(app.App):
         # cliff logs at WARNING by default; keep the library chatter out of the output.
         if self.options.verbose_level <= 1:
             logging.getLogger().setLevel(logging.WARNING)
+            # stevedore logs a failed driver load on its own; our error line says it.
+            logging.getLogger('stevedore').setLevel(logging.CRITICAL)
 
     def initialize_app(self, argv):
+        try:
+            self._initialize(argv)
+        except cmd.EXPECTED_ERRORS as exc:
+            # cliff would log it and exit 1; an operator gets one line and status 2.
+            cmd.print_error(PROG, exc)
+            raise SystemExit(cmd.EXIT_CONFIG_ERROR)
+
+    def _initialize(self, argv):
         conf = cfg.ConfigOpts()
         cmd.register_all(conf)
         args = []
