@@ -1,0 +1,409 @@
+"""The conductor's database API: every read and write of a row goes through here.
+
+Role: only conductor processes call this module (agents hold no database credentials).
+Every function takes a :class:`~migration_conductor.context.RequestContext` first and
+returns plain dicts (column name -> value, ``cpu_features`` as a list) or lists of
+them, never ORM objects, so nothing outside this module can lazy-load or flush behind
+the caller's back.
+
+Transactions: each function runs in its own oslo.db enginefacade transaction, or joins
+the one already open on the same context, so a caller can make several calls atomic::
+
+    with db_api.context_manager.writer.using(ctx):
+        db_api.instance_update(ctx, uuid, {'task_state': 'migrating'},
+                               expected={'task_state': None})
+        db_api.migration_create(ctx, {...})
+
+On SQLite such a block should start with a write, as every function here does: oslo.db
+begins SQLite transactions with a deferred BEGIN, and a transaction that has read
+cannot wait for another writer's lock (it fails at once with "database is locked").
+
+Concurrency: several conductor workers (and several conductor hosts) share the
+database. What keeps them from stepping on each other is the conditional UPDATE:
+:func:`instance_update` with ``expected`` and :func:`migration_update` with
+``expected_status`` put the expectation in the WHERE clause of the same statement that
+writes, so the database decides atomically which of two racing writers wins; the loser
+matches no row and gets :class:`~migration_conductor.exception.InstanceStateConflict`
+or :class:`~migration_conductor.exception.MigrationStateConflict`, and the row stays as
+the winner wrote it. Never read a row, decide, then write it unconditionally.
+
+Configuration: :func:`configure` sets the URL once per process, before the first call.
+Tests point the API at a throwaway database without touching the process-wide
+configuration: they swap the factory behind :data:`context_manager` with oslo.db's
+``context_manager.patch_factory()`` and undo it afterwards (see
+``tests/db_fixtures.py``, ``use_database()``).
+"""
+
+import collections.abc
+import logging
+
+from oslo_db import api as oslo_db_api
+from oslo_db import exception as db_exc
+from oslo_db.sqlalchemy import enginefacade
+from oslo_utils import uuidutils
+import sqlalchemy as sa
+
+from db import models
+from db import validation
+from migration_conductor import exception
+
+LOG = logging.getLogger(__name__)
+
+context_manager = enginefacade.transaction_context()
+
+_HOSTS = models.ComputeHost.__table__
+_INSTANCES = models.Instance.__table__
+_MIGRATIONS = models.Migration.__table__
+
+
+def configure(connection_url, **engine_kwargs):
+    """Set the database of this process; call once, before any other function.
+
+    :param connection_url: SQLAlchemy URL (``[database] connection``), e.g.
+        ``mysql+pymysql://user:secret@db/conductor?charset=utf8mb4``.
+    :param engine_kwargs: further oslo.db enginefacade options (``max_pool_size``,
+        ``connection_recycle_time``, ``max_retries``, ...).
+    :raises oslo_db.sqlalchemy.enginefacade.AlreadyStartedError: the API has already
+        been used in this process.
+    """
+    context_manager.configure(connection=connection_url, **engine_kwargs)
+
+
+# --- helpers -------------------------------------------------------------------------
+
+def _get(session, table, column, value):
+    row = session.execute(
+        sa.select(table).where(table.c[column] == value)).one_or_none()
+    return None if row is None else dict(row._mapping)
+
+
+def _list(session, statement):
+    return [dict(row._mapping) for row in session.execute(statement)]
+
+
+def _insert(session, table, values):
+    """INSERT a checked row; a duplicate key raises oslo.db's DBDuplicateEntry."""
+    validation.check_required(table, values)
+    session.execute(sa.insert(table).values(values))
+
+
+def _update(session, table, where, values):
+    """UPDATE the rows matching every clause of ``where``; return how many matched.
+
+    NOTE: the MySQL dialects of SQLAlchemy connect with CLIENT_FOUND_ROWS, so the
+    count is of matched rows there too, even when the values did not change.
+    """
+    if not values:
+        raise exception.Invalid(reason='no column to update in %s' % table.name)
+    return session.execute(sa.update(table).where(*where).values(values)).rowcount
+
+
+def _equal(column, value):
+    return column.is_(None) if value is None else column == value
+
+
+def _check_expected(table, expected):
+    if not isinstance(expected, collections.abc.Mapping):
+        raise exception.Invalid(reason='expected must be a mapping of column names')
+    validation.check_known(table, expected)
+    return {name: validation.check_value(table.c[name], value, allow_null=True)
+            for name, value in expected.items()}
+
+
+def _is_duplicate(error):
+    return isinstance(error, db_exc.DBDuplicateEntry)
+
+
+# NOTE: two agents' first heartbeats (or two conductors) may INSERT the same key at
+# once; the loser gets a duplicate-key error and its retry finds the row and updates.
+_retry_upsert = oslo_db_api.wrap_db_retry(
+    max_retries=3, retry_interval=0.1, retry_on_deadlock=True,
+    exception_checker=_is_duplicate)
+
+
+def _upsert(session, table, key, values):
+    """UPDATE the row whose ``key`` column matches, or INSERT it when none does.
+
+    NOTE: the UPDATE comes first on purpose. On SQLite, oslo.db begins transactions
+    with a deferred BEGIN: a transaction that reads first and writes second cannot
+    wait for another writer (SQLite refuses at once with "database is locked"),
+    while one whose first statement writes waits for the lock. Every writer of this
+    module starts with a write. Setting the key to itself keeps the UPDATE valid
+    when ``values`` holds nothing else.
+    """
+    values = validation.check_values(table, values)
+    if values.get(key) is None:
+        raise exception.Invalid(reason='%s.%s is required' % (table.name, key))
+    if not _update(session, table, [table.c[key] == values[key]], values):
+        _insert(session, table, values)
+    return _get(session, table, key, values[key])
+
+
+# --- compute hosts -------------------------------------------------------------------
+
+@_retry_upsert
+@context_manager.writer
+def compute_host_upsert(context, values):
+    """Create the compute host named ``values['host']``, or update it if it exists.
+
+    Agents report their inventory with each heartbeat; the conductor stores it here.
+
+    :param context: RequestContext.
+    :param values: column name -> value; must contain ``host``.
+    :returns: the row as a dict.
+    :raises Invalid: missing ``host``, unknown column or bad value (nothing written).
+    """
+    return _upsert(context.session, _HOSTS, 'host', values)
+
+
+@context_manager.reader
+def compute_host_get(context, host):
+    """Return the compute host named ``host``.
+
+    :param context: RequestContext.
+    :param host: host name as the agent reports it.
+    :returns: the row as a dict.
+    :raises HostNotFound: no such host.
+    """
+    row = _get(context.session, _HOSTS, 'host', host)
+    if row is None:
+        raise exception.HostNotFound(host=host)
+    return row
+
+
+@context_manager.reader
+def compute_host_list(context):
+    """Return every compute host, ordered by name.
+
+    :param context: RequestContext.
+    :returns: list of row dicts.
+    """
+    return _list(context.session, sa.select(_HOSTS).order_by(_HOSTS.c.host))
+
+
+@context_manager.writer
+def compute_host_update(context, host, values):
+    """Update columns of the compute host named ``host`` (for example disable it).
+
+    :param context: RequestContext.
+    :param host: host name.
+    :param values: column name -> value; ``host`` itself cannot change.
+    :returns: the updated row as a dict.
+    :raises Invalid: unknown or read-only column, bad value (nothing written).
+    :raises HostNotFound: no such host.
+    """
+    values = validation.check_values(_HOSTS, values, read_only=('host',))
+    if not _update(context.session, _HOSTS, [_HOSTS.c.host == host], values):
+        raise exception.HostNotFound(host=host)
+    return _get(context.session, _HOSTS, 'host', host)
+
+
+# --- instances -----------------------------------------------------------------------
+
+@_retry_upsert
+@context_manager.writer
+def instance_upsert(context, values):
+    """Create the instance ``values['uuid']``, or update it if it exists.
+
+    :param context: RequestContext.
+    :param values: column name -> value; must contain ``uuid``.
+    :returns: the row as a dict.
+    :raises Invalid: missing ``uuid``, unknown column or bad value (nothing written).
+    """
+    return _upsert(context.session, _INSTANCES, 'uuid', values)
+
+
+@context_manager.reader
+def instance_get(context, uuid):
+    """Return the instance ``uuid``.
+
+    :param context: RequestContext.
+    :param uuid: instance UUID.
+    :returns: the row as a dict.
+    :raises InstanceNotFound: no such instance.
+    """
+    row = _get(context.session, _INSTANCES, 'uuid', uuid)
+    if row is None:
+        raise exception.InstanceNotFound(instance_uuid=uuid)
+    return row
+
+
+@context_manager.reader
+def instance_list(context, host=None):
+    """Return instances, oldest first, optionally only those on one host.
+
+    :param context: RequestContext.
+    :param host: when given, only instances whose ``host`` is this one.
+    :returns: list of row dicts.
+    """
+    statement = sa.select(_INSTANCES).order_by(_INSTANCES.c.id)
+    if host is not None:
+        statement = statement.where(_INSTANCES.c.host == host)
+    return _list(context.session, statement)
+
+
+@context_manager.writer
+def instance_update(context, uuid, values, expected=None):
+    """Update instance ``uuid``, atomically if ``expected`` is given.
+
+    With ``expected`` the statement is ``UPDATE instances SET ... WHERE uuid = :uuid
+    AND col = :value ...`` (``IS NULL`` for None): of two conductors racing to lock the
+    same instance (``expected={'task_state': None}``), exactly one wins.
+
+    :param context: RequestContext.
+    :param uuid: instance UUID.
+    :param values: column name -> new value; ``uuid`` itself cannot change.
+    :param expected: column name -> value the row must still have, or None.
+    :returns: the updated row as a dict.
+    :raises Invalid: unknown or read-only column, bad value (nothing written).
+    :raises InstanceNotFound: no such instance.
+    :raises InstanceStateConflict: the row exists but does not match ``expected``; the
+        reason names each column that differs and its actual value.
+    """
+    values = validation.check_values(_INSTANCES, values, read_only=('uuid',))
+    expected = _check_expected(_INSTANCES, expected or {})
+    where = [_INSTANCES.c.uuid == uuid]
+    where.extend(_equal(_INSTANCES.c[name], value) for name, value in expected.items())
+    session = context.session
+    if _update(session, _INSTANCES, where, values):
+        return _get(session, _INSTANCES, 'uuid', uuid)
+    actual = _get(session, _INSTANCES, 'uuid', uuid)
+    if actual is None:
+        raise exception.InstanceNotFound(instance_uuid=uuid)
+    differences = ['%s is %r, expected %r' % (name, actual[name], value)
+                   for name, value in sorted(expected.items())
+                   if actual[name] != value]
+    raise exception.InstanceStateConflict(
+        instance_uuid=uuid,
+        reason='; '.join(differences) or 'it changed concurrently')
+
+
+@context_manager.writer
+def instance_delete(context, uuid):
+    """Delete instance ``uuid``.
+
+    :param context: RequestContext.
+    :param uuid: instance UUID.
+    :raises InstanceNotFound: no such instance.
+    """
+    result = context.session.execute(
+        sa.delete(_INSTANCES).where(_INSTANCES.c.uuid == uuid))
+    if not result.rowcount:
+        raise exception.InstanceNotFound(instance_uuid=uuid)
+
+
+# --- migrations ----------------------------------------------------------------------
+
+@context_manager.writer
+def migration_create(context, values):
+    """Create a migration record.
+
+    :param context: RequestContext.
+    :param values: column name -> value; needs ``instance_uuid`` and ``status``;
+        ``uuid`` is generated when absent.
+    :returns: the new row as a dict.
+    :raises Invalid: missing, unknown or bad values (nothing written).
+    :raises Conflict: a migration with this ``uuid`` already exists.
+    """
+    values = validation.check_values(_MIGRATIONS, values)
+    values.setdefault('uuid', uuidutils.generate_uuid())
+    try:
+        _insert(context.session, _MIGRATIONS, values)
+    except db_exc.DBDuplicateEntry as exc:
+        raise exception.Conflict(
+            reason='migration %s already exists' % values['uuid']) from exc
+    row = _get(context.session, _MIGRATIONS, 'uuid', values['uuid'])
+    LOG.debug('Migration %s of instance %s created (%s)',
+              row['uuid'], row['instance_uuid'], row['status'])
+    return row
+
+
+@context_manager.reader
+def migration_get(context, uuid):
+    """Return migration ``uuid``.
+
+    :param context: RequestContext.
+    :param uuid: migration UUID.
+    :returns: the row as a dict.
+    :raises MigrationNotFound: no such migration.
+    """
+    row = _get(context.session, _MIGRATIONS, 'uuid', uuid)
+    if row is None:
+        raise exception.MigrationNotFound(migration_uuid=uuid)
+    return row
+
+
+def _as_tuple(value):
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+@context_manager.reader
+def migration_list(context, status=None, host=None, instance_uuid=None, limit=None):
+    """Return migrations, newest first, filtered by every argument given.
+
+    :param context: RequestContext.
+    :param status: a status, or a list of statuses any of which matches.
+    :param host: a host that is the source or the destination.
+    :param instance_uuid: only migrations of this instance.
+    :param limit: at most this many rows (a positive integer).
+    :returns: list of row dicts.
+    :raises Invalid: ``limit`` is not a positive integer.
+    """
+    table = _MIGRATIONS
+    statement = sa.select(table).order_by(table.c.created_at.desc(),
+                                          table.c.id.desc())
+    if status is not None:
+        statement = statement.where(table.c.status.in_(_as_tuple(status)))
+    if host is not None:
+        statement = statement.where(
+            sa.or_(table.c.source_host == host, table.c.dest_host == host))
+    if instance_uuid is not None:
+        statement = statement.where(table.c.instance_uuid == instance_uuid)
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise exception.Invalid(reason='limit must be a positive integer, not %r'
+                                    % (limit,))
+        statement = statement.limit(limit)
+    return _list(context.session, statement)
+
+
+@context_manager.writer
+def migration_update(context, uuid, values, expected_status=None):
+    """Update migration ``uuid``, atomically if ``expected_status`` is given.
+
+    With ``expected_status`` the statement is ``UPDATE migrations SET ... WHERE uuid =
+    :uuid AND status IN (:expected)``: a state transition made this way cannot be lost
+    to, or overwrite, a concurrent one (an abort racing a completion, two conductors
+    resuming the same flow).
+
+    :param context: RequestContext.
+    :param uuid: migration UUID.
+    :param values: column name -> new value; ``uuid`` itself cannot change.
+    :param expected_status: the status the row must still have, or a list of
+        acceptable statuses, or None for an unconditional update.
+    :returns: the updated row as a dict.
+    :raises Invalid: unknown or read-only column, bad value (nothing written).
+    :raises MigrationNotFound: no such migration.
+    :raises MigrationStateConflict: the status is not the expected one; carries the
+        actual status.
+    """
+    values = validation.check_values(_MIGRATIONS, values, read_only=('uuid',))
+    where = [_MIGRATIONS.c.uuid == uuid]
+    if expected_status is not None:
+        expected_status = _as_tuple(expected_status)
+        where.append(_MIGRATIONS.c.status.in_(expected_status))
+    session = context.session
+    if _update(session, _MIGRATIONS, where, values):
+        row = _get(session, _MIGRATIONS, 'uuid', uuid)
+        LOG.debug('Migration %s of instance %s updated: %s',
+                  uuid, row['instance_uuid'], ', '.join(sorted(values)))
+        return row
+    actual = _get(session, _MIGRATIONS, 'uuid', uuid)
+    if actual is None:
+        raise exception.MigrationNotFound(migration_uuid=uuid)
+    LOG.debug('Migration %s of instance %s is %s, not %s: update refused',
+              uuid, actual['instance_uuid'], actual['status'],
+              ' or '.join(expected_status))
+    raise exception.MigrationStateConflict(
+        migration_uuid=uuid, expected=' or '.join(expected_status),
+        actual=actual['status'])
