@@ -1,0 +1,240 @@
+"""Lab guests: small persistent TCG domains booting the cloud kernel and the lab's /init.
+
+A guest has no disk, no network and no graphics: direct kernel boot of ``images/vmlinuz``
+with ``images/initramfs.img``, settings on the kernel command line, and its serial port in a
+file under the shared consoles dir (appended to, so it survives live migrations between lab
+hosts). The domain type is ``qemu`` (TCG): the KVM of this kind of machine cannot run stock
+kernels (see LAB.md); the accelerator really in use is asked from QEMU (QMP ``query-kvm``).
+
+Guests move between hosts behind the lab's back (that is what the project does), so where a
+guest runs is always looked up on every running host, never taken from the state file. The
+domain UUID is stable per guest name (:meth:`tools.lab.config.LabConfig.guest_uuid`) unless
+a definition with another UUID already exists, which is then kept.
+
+Concurrency: called under the lab lock for changes; lookups open one short libvirt
+connection per host, one host after the other, from the calling thread.
+"""
+
+import dataclasses
+import logging
+import time
+import xml.etree.ElementTree as ET
+
+from tools.lab import consoles
+from tools.lab import errors
+from tools.lab import virt
+
+LOG = logging.getLogger(__name__)
+
+EMULATOR = '/usr/bin/qemu-system-x86_64'
+BOOT_TIMEOUT = 120  # seconds from "start" to the first heartbeat (TCG boot takes ~3 s)
+
+
+@dataclasses.dataclass
+class GuestInfo:
+    """One guest as seen now."""
+
+    name: str
+    uuid: str
+    host: str
+    accelerator: str | None  # "kvm" or "tcg" while it runs, else None
+    state: str = 'running'
+    last_seq: int | None = None
+    console_path: str | None = None
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def kernel_cmdline(touch_mib, dirty_pps):
+    return 'console=ttyS0 panic=-1 quiet mc.touch_mib=%d mc.dirty_pps=%d' % (touch_mib,
+                                                                             dirty_pps)
+
+
+def domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps):
+    """The libvirt XML of a lab guest (string)."""
+    dom = ET.Element('domain', type='qemu')
+    ET.SubElement(dom, 'name').text = name
+    ET.SubElement(dom, 'uuid').text = uuid
+    ET.SubElement(dom, 'description').text = (
+        'migration-conductor lab guest: touch_mib=%d dirty_pps=%d' % (touch_mib, dirty_pps))
+    ET.SubElement(dom, 'memory', unit='MiB').text = str(memory_mib)
+    ET.SubElement(dom, 'currentMemory', unit='MiB').text = str(memory_mib)
+    ET.SubElement(dom, 'vcpu').text = '1'
+    os_el = ET.SubElement(dom, 'os')
+    ET.SubElement(os_el, 'type', arch='x86_64', machine='pc').text = 'hvm'
+    ET.SubElement(os_el, 'kernel').text = config.kernel_path
+    ET.SubElement(os_el, 'initrd').text = config.initramfs_path
+    ET.SubElement(os_el, 'cmdline').text = kernel_cmdline(touch_mib, dirty_pps)
+    features = ET.SubElement(dom, 'features')
+    ET.SubElement(features, 'acpi')
+    ET.SubElement(dom, 'clock', offset='utc')
+    # NOTE: panic=-1 reboots on a kernel panic and a reboot destroys the domain, so a guest
+    # that ran out of memory shows up as "shutoff" instead of looping.
+    for event in ('on_poweroff', 'on_reboot', 'on_crash'):
+        ET.SubElement(dom, event).text = 'destroy'
+    devices = ET.SubElement(dom, 'devices')
+    ET.SubElement(devices, 'emulator').text = EMULATOR
+    serial = ET.SubElement(devices, 'serial', type='file')
+    ET.SubElement(serial, 'source', path=config.console_path(name), append='on')
+    ET.SubElement(serial, 'target', port='0')
+    ET.SubElement(devices, 'controller', type='usb', model='none')
+    ET.SubElement(devices, 'memballoon', model='none')
+    return ET.tostring(dom, encoding='unicode')
+
+
+def _connect(config, host):
+    return virt.HostConnection(host.name, host.uri, config.libvirtd_log(host.name))
+
+
+def _accelerator(config, conn, host, dom):
+    """'kvm' or 'tcg', as QEMU itself reports it."""
+    reply = conn.qmp(dom, 'query-kvm', log=config.qemu_log(host.name, dom.name()))
+    return 'kvm' if reply and reply.get('enabled') else 'tcg'
+
+
+def _info(config, conn, host, dom):
+    name = dom.name()
+    state = virt.state_name(conn.call('get state of guest %s' % name, dom.state, 0,
+                                      error=errors.GuestError)[0])
+    active = state in ('running', 'paused', 'blocked')
+    return GuestInfo(name=name, uuid=dom.UUIDString(), host=host.name,
+                     accelerator=_accelerator(config, conn, host, dom) if active else None,
+                     state=state, last_seq=consoles.last_seq(config.console_path(name)),
+                     console_path=config.console_path(name))
+
+
+def list_guests(config, running_hosts):
+    """GuestInfo of every domain on every running host, by host order then name."""
+    result = []
+    for host in running_hosts:
+        with _connect(config, host) as conn:
+            for dom in sorted(conn.list_domains(), key=lambda d: d.name()):
+                try:
+                    result.append(_info(config, conn, host, dom))
+                except errors.LabError as exc:
+                    if not _vanished(conn, dom):
+                        raise
+                    LOG.debug('guest vanished while listed: %s', exc)
+    return result
+
+
+def _vanished(conn, dom):
+    try:
+        conn.call('check guest', dom.isActive, error=None)
+        return False
+    except Exception as exc:  # a migration may remove it between two calls
+        return virt.is_no_domain(exc)
+
+
+def locate(config, running_hosts, name):
+    """{host name: GuestInfo} of the hosts that have a domain called name."""
+    found = {}
+    for host in running_hosts:
+        with _connect(config, host) as conn:
+            dom = conn.find_domain(name)
+            if dom is not None:
+                found[host.name] = _info(config, conn, host, dom)
+    return found
+
+
+def start_guest(config, running_hosts, name, host_name, memory_mib, touch_mib, dirty_pps,
+                boot_timeout=BOOT_TIMEOUT):
+    """Define and start guest name on host_name, or return it if it already runs anywhere.
+
+    :returns: GuestInfo of the running guest.
+    :raises GuestError: definition, start or boot failed (the message names the guest, the
+        host, the console file and QEMU's log).
+    """
+    by_name = {h.name: h for h in running_hosts}
+    if host_name not in by_name:
+        raise errors.HostError('cannot start guest %s: host %s is not running (running: %s); '
+                               'start it with "python -m tools.lab start"'
+                               % (name, host_name, ', '.join(by_name) or 'none'))
+    if touch_mib >= memory_mib:
+        raise errors.GuestError('guest %s: touch_mib (%d) must stay well below memory_mib (%d)'
+                                % (name, touch_mib, memory_mib))
+    found = locate(config, running_hosts, name)
+    for where, info in found.items():
+        if info.accelerator is not None:
+            LOG.info('guest %s already runs on host %s (uuid %s, %s)', name, where, info.uuid,
+                     info.accelerator)
+            return info
+    uuid = config.guest_uuid(name)
+    for where, info in found.items():
+        uuid = info.uuid  # keep the identity of an existing definition
+        if where != host_name:
+            LOG.info('guest %s: removing its stopped definition from host %s', name, where)
+            with _connect(config, by_name[where]) as conn:
+                dom = conn.find_domain(name)
+                if dom is not None:
+                    conn.call('undefine guest %s' % name, dom.undefine, error=errors.GuestError)
+    host = by_name[host_name]
+    console = config.console_path(name)
+    qemu_log = config.qemu_log(host_name, name)
+    consoles.reset(console)
+    xml = domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps)
+    LOG.info('guest %s: starting on host %s (uuid %s, %d MiB, touch %d MiB, %d pages/s)',
+             name, host_name, uuid, memory_mib, touch_mib, dirty_pps)
+    with _connect(config, host) as conn:
+        dom = conn.call('define guest %s' % name, conn.conn.defineXML, xml,
+                        error=errors.GuestError, log=qemu_log)
+        conn.call('start guest %s' % name, dom.create, error=errors.GuestError, log=qemu_log)
+        try:
+            _wait_boot(config, conn, host, dom, boot_timeout)
+            touched = consoles.touched_mib(console)
+            if touched != touch_mib:
+                raise errors.GuestError('guest %s on host %s touched %s MiB instead of %d '
+                                        '(too little memory? console: %s)'
+                                        % (name, host_name, touched, touch_mib, console))
+        except errors.LabError:
+            _remove(conn, dom)
+            raise
+        info = _info(config, conn, host, dom)
+    LOG.info('guest %s runs on host %s (uuid %s, accelerator %s)', name, host_name, info.uuid,
+             info.accelerator)
+    return info
+
+
+def _wait_boot(config, conn, host, dom, timeout):
+    name = dom.name()
+    console = config.console_path(name)
+    where = 'console: %s, log: %s' % (console, config.qemu_log(host.name, name))
+    deadline = time.monotonic() + timeout
+    while not consoles.heartbeats(console, tail_bytes=65536):
+        if not conn.call('check guest %s' % name, dom.isActive, error=errors.GuestError):
+            raise errors.GuestError('guest %s on host %s stopped during boot (%s)'
+                                    % (name, host.name, where))
+        if time.monotonic() > deadline:
+            raise errors.LabTimeout('guest %s on host %s printed no heartbeat within %ds (%s)'
+                                    % (name, host.name, timeout, where))
+        time.sleep(0.5)
+
+
+def _remove(conn, dom):
+    """Best effort: destroy and undefine a guest that failed to start; never raises."""
+    for what, fn in (('destroy', dom.destroy), ('undefine', dom.undefine)):
+        try:
+            conn.call('%s guest %s' % (what, dom.name()), fn, error=errors.GuestError)
+        except errors.LabError as exc:
+            LOG.warning('%s', exc)
+
+
+def stop_guest(config, running_hosts, name):
+    """Destroy and undefine guest name on every running host; return the hosts it was on."""
+    removed = []
+    for host in running_hosts:
+        with _connect(config, host) as conn:
+            dom = conn.find_domain(name)
+            if dom is None:
+                continue
+            if conn.call('check guest %s' % name, dom.isActive, error=errors.GuestError):
+                LOG.info('guest %s: destroying it on host %s', name, host.name)
+                conn.call('destroy guest %s' % name, dom.destroy, error=errors.GuestError,
+                          log=config.qemu_log(host.name, name))
+            if conn.call('check guest %s' % name, dom.isPersistent, error=errors.GuestError):
+                conn.call('undefine guest %s' % name, dom.undefine, error=errors.GuestError)
+            removed.append(host.name)
+    if not removed:
+        LOG.info('guest %s: not found on any running host', name)
+    return removed
