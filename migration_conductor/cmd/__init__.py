@@ -5,6 +5,7 @@ A wrong setting must end a command with one line naming the setting, not a trace
 ``<prog>: error: <message>`` on stderr and exits with status 2.
 """
 
+import os
 import sys
 import warnings
 
@@ -38,11 +39,27 @@ def register_all(conf, database=True):
     objects.register_all()
 
 
+def setup_logging(conf):
+    """Set up oslo.log, creating the directory of ``log_file``/``log_dir`` first.
+
+    :raises ConfigurationError: that directory cannot be created.
+    """
+    path = conf.log_dir or (os.path.dirname(conf.log_file) if conf.log_file else None)
+    if path:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise exception.ConfigurationError(
+                setting='[DEFAULT] log_file', reason='cannot create %s: %s'
+                % (path, exc.strerror))
+    logging.setup(conf, PROJECT)
+
+
 def prepare_service(conf, argv, prog, database=True):
     """Parse the command line and config files, then set up logging."""
     register_all(conf, database=database)
     conf(argv, project=PROJECT, prog=prog)
-    logging.setup(conf, PROJECT)
+    setup_logging(conf)
 
 
 EXPECTED_ERRORS = (exception.MigrationConductorError, cfg.Error)

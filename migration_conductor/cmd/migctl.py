@@ -143,6 +143,9 @@ class MigctlApp(app.App):
         for path in self.options.config_file:
             args += ['--config-file', path]
         conf(args, project=cmd.PROJECT, prog=PROG)
+        if conf.log_file or conf.log_dir:
+            # The all-in-one services run in this process: their log tells the story.
+            cmd.setup_logging(conf)
         self.conf = conf
         self.context = mc_context.get_admin_context()
         if rpc.is_in_process(conf) and argv and argv[0] != 'help':
