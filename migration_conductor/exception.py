@@ -36,6 +36,12 @@ class ConfigurationError(MigrationConductorError):
     code = 'configuration'
 
 
+class ConductorUnavailable(MigrationConductorError):
+    msg_fmt = ('no conductor answered on topic %(topic)s within %(timeout)s s '
+               '(transport %(transport)s): is migration-conductor running?')
+    code = 'conductor_unavailable'
+
+
 class Invalid(MigrationConductorError):
     msg_fmt = 'Invalid input: %(reason)s'
     code = 'invalid'

@@ -44,7 +44,7 @@ def prepare_database(conf):
             setting='[database] connection',
             reason='%s is at schema version %s, this conductor needs %s: run '
                    '"migration-conductor-manage db upgrade"'
-                   % (rpc.mask_url(url), current or 'none (empty)', head))
+                   % (db_migration.mask_password(url), current or 'none (empty)', head))
     db_api.configure(url)
 
 

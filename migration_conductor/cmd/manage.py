@@ -10,7 +10,6 @@ from oslo_config import cfg
 
 from db import migration as db_migration
 from migration_conductor import cmd
-from migration_conductor import rpc
 
 PROG = 'migration-conductor-manage'
 
@@ -20,7 +19,8 @@ def _db_upgrade(conf):
     before = db_migration.version(url)
     db_migration.upgrade(url, conf.command.revision)
     after = db_migration.version(url)
-    print('database %s: %s -> %s' % (rpc.mask_url(url), before or 'empty', after))
+    print('database %s: %s -> %s' % (db_migration.mask_password(url), before or 'empty',
+                                    after))
 
 
 def _db_version(conf):

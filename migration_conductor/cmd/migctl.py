@@ -17,9 +17,11 @@ from cliff import commandmanager
 from cliff import lister
 from cliff import show
 from oslo_config import cfg
+import oslo_messaging as messaging
 
 from migration_conductor import cmd
 from migration_conductor import context as mc_context
+from migration_conductor import exception
 from migration_conductor import rpc
 from migration_conductor import rpcapi
 
@@ -52,6 +54,12 @@ class _TypedErrors:
             return super().run(parsed_args)
         except cmd.EXPECTED_ERRORS as exc:
             cmd.print_error(PROG, exc)
+            return cmd.EXIT_CONFIG_ERROR
+        except messaging.MessagingTimeout:
+            conf = self.app.conf
+            cmd.print_error(PROG, exception.ConductorUnavailable(
+                topic=conf.conductor.topic, timeout=conf.rpc_response_timeout,
+                transport=rpc.mask_url(conf.transport_url)))
             return cmd.EXIT_CONFIG_ERROR
 
 

@@ -127,3 +127,12 @@ def test_manage_db_upgrade_then_version(tmp_path):
     assert upgrade.returncode == 0, upgrade.stderr
     after = _run(tmp_path, 'migration-conductor-manage', ['db', 'version'], config)
     assert 'up to date' in after.stdout, after.stdout
+
+
+def test_migctl_without_a_running_conductor(tmp_path):
+    config = ('[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:5672/\n'
+              'rpc_response_timeout = 2\n[conductor]\ntopic = mc_nobody_%s\n'
+              % tmp_path.name)
+    result = _run(tmp_path, 'migctl', ['host', 'list'], config)
+    _assert_one_line_error(result, 'migctl', 'no conductor answered on topic mc_nobody_',
+                           'within 2 s', 'guest:***@')

@@ -56,7 +56,12 @@ def deployment(lab, tmp_path_factory):
                                  capture_output=True, text=True, timeout=120)
         assert upgrade.returncode == 0, upgrade.stderr
         try:
-            processes.append(_spawn('migration-conductor', conductor_conf, work))
+            conductor = _spawn('migration-conductor', conductor_conf, work)
+            processes.append(conductor)
+            # A call sent before the conductor has declared its queue is dropped by
+            # RabbitMQ: wait until it serves before anyone calls it.
+            _wait_for_log(conductor, work / 'migration-conductor-conductor.log',
+                          'Conductor serving on topic')
             for host in hosts:
                 agent_conf = work / ('agent-%s.conf' % host.name)
                 # No [database] section: agents hold no database credentials.
@@ -81,6 +86,14 @@ def _spawn(prog, config, work):
     log = open(work / ('%s-%s.log' % (prog, config.stem)), 'w')
     return subprocess.Popen([os.path.join(BIN, prog), '--config-file', str(config)],
                             stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_for_log(process, path, text, timeout=60):
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert process.poll() is None, 'exited: %s' % path.read_text()[-2000:]
+        assert time.monotonic() < deadline, 'no %r in %s' % (text, path)
+        time.sleep(0.2)
 
 
 def _migctl(config, *args):
