@@ -30,6 +30,10 @@ from migration_conductor import exception
 
 LOG = logging.getLogger(__name__)
 
+# NOTE: not alembic's default 'alembic_version': taskflow's persistence tables live in
+# the same database and their own alembic migrations use that default name.
+VERSION_TABLE = 'migration_conductor_version'
+
 SETTING = '[database] connection'
 _ALEMBIC_INI = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'alembic.ini')
 
@@ -136,7 +140,7 @@ def version(connection_url):
     """
     with _connect(connection_url) as connection:
         return alembic_migration.MigrationContext.configure(
-            connection).get_current_revision()
+            connection, opts={'version_table': VERSION_TABLE}).get_current_revision()
 
 
 def head():

@@ -19,6 +19,7 @@ from alembic import context
 from alembic import util
 import sqlalchemy as sa
 
+from db import migration
 from db import models
 
 config = context.config
@@ -43,6 +44,7 @@ def _run_on(connection):
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        version_table=migration.VERSION_TABLE,
         # NOTE: SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == 'sqlite',
     )
@@ -53,6 +55,7 @@ def _run_on(connection):
 def run_migrations_offline():
     """Print the SQL of the migrations instead of running them (``alembic --sql``)."""
     context.configure(url=_url(), target_metadata=target_metadata,
+                      version_table=migration.VERSION_TABLE,
                       literal_binds=True, dialect_opts={'paramstyle': 'named'})
     with context.begin_transaction():
         context.run_migrations()
