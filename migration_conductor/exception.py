@@ -94,6 +94,40 @@ class InstanceStateConflict(Conflict):
     code = 'instance_state_conflict'
 
 
+class InsufficientResources(Conflict):
+    msg_fmt = ('Host %(host)s cannot take instance %(instance_uuid)s: %(resource)s '
+               'requested %(requested)s, free %(free)s.')
+    code = 'insufficient_resources'
+
+
+class InstanceNotRunning(Conflict):
+    msg_fmt = ('Instance %(instance_uuid)s is %(power_state)s on host %(host)s; only a '
+               'running instance can be live-migrated.')
+    code = 'instance_not_running'
+
+
+class NoValidHost(MigrationConductorError):
+    msg_fmt = 'No valid destination for instance %(instance_uuid)s: %(reason)s'
+    code = 'no_valid_host'
+
+
+class DestinationRefused(MigrationConductorError):
+    msg_fmt = 'Host %(host)s cannot be the destination: %(reason)s'
+    code = 'destination_refused'
+
+
+class InstanceAlreadyMigrating(Conflict):
+    msg_fmt = ('Instance %(instance_uuid)s is already being moved by migration '
+               '%(migration_uuid)s.')
+    code = 'already_migrating'
+
+
+class MigrationNotRunning(Conflict):
+    msg_fmt = ('Migration %(migration_uuid)s is %(status)s: it can only be '
+               '%(action)s while running.')
+    code = 'migration_not_running'
+
+
 # --- virt driver -----------------------------------------------------------------------
 
 class HypervisorUnavailable(MigrationConductorError):
@@ -111,3 +145,29 @@ class DomainNotFound(NotFound):
 class PolicyNotAuthorized(MigrationConductorError):
     msg_fmt = 'Policy does not allow %(action)s to be performed.'
     code = 'forbidden'
+
+
+# --- migration jobs ----------------------------------------------------------------------
+
+class CPUIncompatible(MigrationConductorError):
+    msg_fmt = ('The CPU of host %(host)s cannot run guests of the source host\'s CPU: '
+               '%(reason)s')
+    code = 'cpu_incompatible'
+
+
+class MigrationJobFailed(MigrationConductorError):
+    msg_fmt = ('The migration job of instance %(instance_uuid)s on host %(host)s failed: '
+               '%(reason)s')
+    code = 'migration_job_failed'
+
+
+class MigrationJobCancelled(MigrationJobFailed):
+    msg_fmt = ('The migration job of instance %(instance_uuid)s on host %(host)s was '
+               'cancelled.')
+    code = 'migration_job_cancelled'
+
+
+class HypervisorCallFailed(MigrationConductorError):
+    msg_fmt = ('The hypervisor of host %(host)s could not %(action)s instance '
+               '%(instance_uuid)s: %(reason)s')
+    code = 'hypervisor_call_failed'

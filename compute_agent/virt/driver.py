@@ -6,10 +6,60 @@ interface: :mod:`compute_agent.virt.libvirt.driver` (a real libvirtd) and
 
 Drivers return plain dicts whose keys are the field names of the versioned objects
 (``ComputeHost``, ``Instance``); the agent manager builds the objects. A driver instance
-belongs to one agent (one host) and must be safe to call from several RPC threads.
+belongs to one agent (one host) and must be safe to call from several RPC threads: in
+particular :meth:`ComputeDriver.live_migrate` blocks one thread for a whole migration
+while other threads read its statistics, pause the guest or abort the job.
+
+Errors are the typed ones of :mod:`migration_conductor.exception`; no hypervisor-library
+exception leaves a driver.
 """
 
 import abc
+import logging
+
+LOG = logging.getLogger(__name__)
+
+# The options of ComputeDriver.live_migrate and their defaults.
+MIGRATION_OPTION_DEFAULTS = {
+    'bandwidth_mib': None,      # MiB/s; None: unlimited
+    'max_downtime_ms': None,    # None: the hypervisor's default (QEMU: 300 ms)
+    'block_migration': False,   # copy non-shared disks
+    'auto_converge': False,     # throttle the guest's vCPUs when pre-copy lags
+    'postcopy': False,          # permit post-copy (live_migrate never switches)
+    'listen_address': None,     # where the destination listens for the data
+}
+
+# The keys of a job statistics dict (ComputeDriver.get_job_stats).
+JOB_STATS_KEYS = ('type', 'memory_total', 'memory_processed', 'memory_remaining',
+                  'disk_total', 'disk_processed', 'disk_remaining', 'dirty_rate',
+                  'iteration', 'expected_downtime_ms', 'downtime_ms', 'total_time_ms',
+                  'postcopy')
+JOB_TYPES = ('none', 'unbounded', 'bounded', 'completed', 'failed', 'cancelled')
+ACTIVE_JOB_TYPES = ('unbounded', 'bounded')
+
+
+def normalize_migration_options(options, instance_uuid=None):
+    """Return live_migrate options with every key present (defaults for missing ones).
+
+    Unknown keys are logged and ignored, so that a newer conductor can send more.
+    """
+    options = options or {}
+    unknown = sorted(set(options) - set(MIGRATION_OPTION_DEFAULTS))
+    if unknown:
+        LOG.warning('Instance %s: ignoring unknown migration options %s', instance_uuid,
+                    ', '.join(unknown))
+    merged = dict(MIGRATION_OPTION_DEFAULTS)
+    merged.update((key, value) for key, value in options.items()
+                  if key in MIGRATION_OPTION_DEFAULTS)
+    return merged
+
+
+def empty_job_stats(job_type):
+    """A job statistics dict of that type with every value None (postcopy False)."""
+    stats = dict.fromkeys(JOB_STATS_KEYS)
+    stats['type'] = job_type
+    stats['postcopy'] = False
+    return stats
 
 
 class ComputeDriver(abc.ABC):
@@ -40,6 +90,129 @@ class ComputeDriver(abc.ABC):
         """Return the guests defined on this host as Instance field values.
 
         Keys: uuid (the domain UUID), name, power_state, memory_mb, vcpus.
+        """
+
+    # --- one instance ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_instance(self, instance_uuid):
+        """Return one guest of this host as Instance field values.
+
+        :param instance_uuid: the domain UUID.
+        :returns: dict with keys uuid, name, power_state ('running', 'paused', 'shutoff',
+            'crashed', 'suspended' or 'unknown'), memory_mb, vcpus.
+        :raises DomainNotFound: no domain with that UUID is defined on this host.
+        """
+
+    @abc.abstractmethod
+    def find_instance(self, instance_uuid):
+        """Return the guest's power state here, or None when it is not defined here.
+
+        :param instance_uuid: the domain UUID.
+        :returns: a power state string (see :meth:`get_instance`) or None.
+        """
+
+    @abc.abstractmethod
+    def pause_instance(self, instance_uuid):
+        """Pause the guest's vCPUs (no-op when already paused).
+
+        Pausing the source during a pre-copy migration stops the dirtying, so the
+        migration converges ("force complete").
+
+        :raises DomainNotFound: the guest is not defined here.
+        :raises InstanceStateConflict: the guest is not active (shut off).
+        """
+
+    @abc.abstractmethod
+    def resume_instance(self, instance_uuid):
+        """Resume a paused guest (no-op when it already runs).
+
+        :raises DomainNotFound: the guest is not defined here.
+        :raises InstanceStateConflict: the guest is neither paused nor running (shut off,
+            or still the incoming copy of a running migration).
+        """
+
+    @abc.abstractmethod
+    def destroy_instance(self, instance_uuid):
+        """Stop the guest if it runs and remove its definition (managed save, NVRAM too).
+
+        Used to clean a failed incoming copy on a destination or a leftover definition
+        on a source. Idempotent.
+
+        :returns: True if something was removed, False if nothing was there.
+        """
+
+    # --- migration ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def check_cpu_compatible(self, cpu_xml):
+        """Check, on a destination, that this host can run guests of the source's CPU.
+
+        :param cpu_xml: the ``<cpu>`` element of the SOURCE host's capabilities
+            (``ComputeHost.cpu_xml``); None means nothing to check.
+        :returns: None.
+        :raises CPUIncompatible: this host's hypervisor judges that CPU incompatible (or
+            cannot read it); the reason gives the hypervisor's words.
+        """
+
+    @abc.abstractmethod
+    def live_migrate(self, instance_uuid, dest_uri, migrate_uri, options):
+        """Live-migrate the guest to ``dest_uri`` and return when the job has ended.
+
+        Runs on the source. BLOCKS for the whole migration: the caller runs it in a
+        thread of its own, watches it with :meth:`get_job_stats` and ends it early with
+        :meth:`abort_job` (or makes it converge with :meth:`pause_instance`). On
+        success the guest runs (or stays paused, if it was paused when the job
+        started) on the destination and is no longer defined here.
+
+        :param instance_uuid: the domain UUID.
+        :param dest_uri: the destination hypervisor's URI (``ComputeHost.libvirt_uri``).
+        :param migrate_uri: where the migration data goes, e.g. ``tcp://127.0.0.1``;
+            None lets the hypervisor choose.
+        :param options: dict with keys bandwidth_mib (int MiB/s or None: unlimited),
+            max_downtime_ms (int or None: the hypervisor's default, 300 ms for QEMU),
+            block_migration (bool: copy non-shared disks), auto_converge (bool),
+            postcopy (bool: permit post-copy; this call never switches to it) and
+            listen_address (str or None: where the destination listens for the data).
+            Missing keys take those defaults.
+        :raises DomainNotFound: the guest is not defined here.
+        :raises MigrationJobCancelled: the job was aborted; the guest stays here.
+        :raises MigrationJobFailed: the job did not start or failed.
+        """
+
+    @abc.abstractmethod
+    def get_job_stats(self, instance_uuid):
+        """Return the statistics of the guest's current job on this host.
+
+        :returns: None when the guest is not defined here, else a dict with keys type
+            ('none', 'unbounded', 'bounded', 'completed', 'failed', 'cancelled'),
+            memory_total, memory_processed, memory_remaining, disk_total,
+            disk_processed, disk_remaining (bytes), dirty_rate (bytes/s), iteration,
+            expected_downtime_ms, downtime_ms, total_time_ms and postcopy (bool: the
+            job runs in post-copy). Values the hypervisor does not give are None; an
+            incoming migration on a destination shows type 'unbounded' and no values.
+        """
+
+    @abc.abstractmethod
+    def get_completed_job_stats(self, instance_uuid):
+        """Return the statistics of the guest's last completed migration on this host.
+
+        Called on the DESTINATION after the migration succeeded: it has the real
+        downtime and the bytes transferred (the source no longer has the guest).
+        Reading does not consume them.
+
+        :returns: a dict shaped as :meth:`get_job_stats` (type 'completed', downtime_ms
+            set), or None when the guest is not here or has no completed job.
+        """
+
+    @abc.abstractmethod
+    def abort_job(self, instance_uuid):
+        """Abort the guest's running job on this host (the source of a migration).
+
+        The blocked :meth:`live_migrate` then raises MigrationJobCancelled.
+
+        :returns: True if a job was aborted, False if no job was running (or the
+            guest is not here).
         """
 
     def cleanup(self):

@@ -4,7 +4,8 @@ from oslo_config import cfg
 
 simulated_group = cfg.OptGroup(
     'simulated', title='Simulated virt driver options',
-    help='Inventory of a host modelled by the simulated virt driver.')
+    help='Inventory of a host modelled by the simulated virt driver, and the speed of '
+         'its simulated live migrations.')
 
 simulated_opts = [
     cfg.IntOpt('memory_mb', default=16384, min=1,
@@ -16,12 +17,25 @@ simulated_opts = [
     cfg.IntOpt('hypervisor_version', default=7002000, min=0,
                help='QEMU version the simulated host reports, as libvirt encodes it '
                     '(major * 1,000,000 + minor * 1,000 + release).'),
+    cfg.IntOpt('bandwidth_mib', default=1024, min=1,
+               help='Bandwidth, in MiB/s, at which the simulated host sends a live '
+                    'migration when the migration sets no bandwidth of its own.'),
+    cfg.FloatOpt('time_scale', default=1.0, min=0.001,
+                 help='Real seconds per simulated second: simulated migrations wait '
+                      'their modelled duration multiplied by this factor (0.01 runs them '
+                      'a hundred times faster; the statistics keep the modelled times).'),
 ]
 
 
 def register_opts(conf):
-    conf.register_group(simulated_group)
-    conf.register_opts(simulated_opts, group=simulated_group)
+    # NOTE: a new OptGroup per ConfigOpts. oslo.config keeps overrides in the group's
+    # option table, which a shared OptGroup object shares between ConfigOpts objects;
+    # several simulated hosts of one process (each with its own ConfigOpts) would then
+    # see each other's overrides.
+    group = cfg.OptGroup(simulated_group.name, title=simulated_group.title,
+                         help=simulated_group.help)
+    conf.register_group(group)
+    conf.register_opts(simulated_opts, group=group)
 
 
 def list_opts():

@@ -1,13 +1,21 @@
 """The libvirt virt driver: the agent's hypervisor is a real libvirtd.
 
-All libvirt access goes through :class:`compute_agent.virt.libvirt.host.Host`; this
-module maps it to the driver interface.
+All libvirt access goes through :class:`compute_agent.virt.libvirt.host.Host` (the only
+module that imports ``libvirt``); migration specifics live in
+:mod:`compute_agent.virt.libvirt.migration`. This module maps both to the driver
+interface and turns libvirt's errors into the project's typed errors.
+
+Concurrency: no state of its own besides the Host; every method may be called from any
+thread, while :meth:`LibvirtDriver.live_migrate` blocks another one.
 """
 
+import contextlib
 import logging
 
 from compute_agent.virt import driver
 from compute_agent.virt.libvirt import host as libvirt_host
+from compute_agent.virt.libvirt import migration
+from migration_conductor import exception
 
 LOG = logging.getLogger(__name__)
 
@@ -38,3 +46,139 @@ class LibvirtDriver(driver.ComputeDriver):
 
     def cleanup(self):
         self._host.close()
+
+    # --- helpers -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _libvirt_errors(self, action, instance_uuid):
+        """Turn an unexpected libvirtError into HypervisorCallFailed."""
+        try:
+            yield
+        except libvirt_host.libvirtError as exc:
+            reason = libvirt_host.error_message(exc)
+            LOG.error('Instance %s: libvirt on host %s could not %s it: %s',
+                      instance_uuid, self.host, action, reason)
+            raise exception.HypervisorCallFailed(
+                host=self.host, action=action, instance_uuid=instance_uuid,
+                reason=reason) from exc
+
+    def _find(self, instance_uuid):
+        with self._libvirt_errors('look up', instance_uuid):
+            return self._host.find_domain(instance_uuid)
+
+    def _get(self, instance_uuid):
+        dom = self._find(instance_uuid)
+        if dom is None:
+            raise exception.DomainNotFound(instance_uuid=instance_uuid, host=self.host)
+        return dom
+
+    def _vanished(self, instance_uuid, exc):
+        """Whether a libvirtError says the domain is gone (then raise DomainNotFound)."""
+        if exc.get_error_code() == libvirt_host.ERR_NO_DOMAIN:
+            raise exception.DomainNotFound(instance_uuid=instance_uuid,
+                                           host=self.host) from exc
+
+    # --- one instance ----------------------------------------------------------------------
+
+    def get_instance(self, instance_uuid):
+        dom = self._get(instance_uuid)
+        with self._libvirt_errors('read', instance_uuid):
+            try:
+                return self._host.describe_domain(dom)
+            except libvirt_host.libvirtError as exc:
+                self._vanished(instance_uuid, exc)
+                raise
+
+    def find_instance(self, instance_uuid):
+        dom = self._find(instance_uuid)
+        if dom is None:
+            return None
+        with self._libvirt_errors('read the state of', instance_uuid):
+            try:
+                return self._host.get_state(dom)[0]
+            except libvirt_host.libvirtError as exc:
+                if exc.get_error_code() == libvirt_host.ERR_NO_DOMAIN:
+                    return None
+                raise
+
+    def pause_instance(self, instance_uuid):
+        self._change_run_state(instance_uuid, 'pause', 'paused')
+
+    def resume_instance(self, instance_uuid):
+        self._change_run_state(instance_uuid, 'resume', 'running')
+
+    def _change_run_state(self, instance_uuid, action, target):
+        dom = self._get(instance_uuid)
+        with self._libvirt_errors(action, instance_uuid):
+            try:
+                state, detail = self._host.get_state(dom)
+                if state == target:
+                    LOG.info('Instance %s on host %s is already %s', instance_uuid,
+                             self.host, target)
+                    return
+                if state not in ('running', 'paused') or detail == libvirt_host.INCOMING:
+                    raise exception.InstanceStateConflict(
+                        instance_uuid=instance_uuid,
+                        reason='cannot %s it on host %s: it is %s' % (
+                            action, self.host,
+                            'an incoming migration' if detail == libvirt_host.INCOMING
+                            else state))
+                fn = dom.suspend if action == 'pause' else dom.resume
+                self._host.call('%s domain' % action, fn)
+            except libvirt_host.libvirtError as exc:
+                self._vanished(instance_uuid, exc)
+                raise
+        LOG.info('Instance %s on host %s: %s', instance_uuid, self.host, target)
+
+    def destroy_instance(self, instance_uuid):
+        dom = self._find(instance_uuid)
+        if dom is None:
+            LOG.info('Instance %s: nothing to destroy on host %s', instance_uuid, self.host)
+            return False
+        with self._libvirt_errors('destroy', instance_uuid):
+            removed = self._host.destroy_domain(dom)
+        LOG.info('Instance %s: %s on host %s', instance_uuid,
+                 'destroyed and undefined' if removed else 'already gone', self.host)
+        return removed
+
+    # --- migration -------------------------------------------------------------------------
+
+    def check_cpu_compatible(self, cpu_xml):
+        if cpu_xml is None:
+            return
+        reason = self._host.compare_cpu(cpu_xml)
+        if reason is not None:
+            LOG.warning('Host %s cannot run guests of the CPU %r: %s', self.host,
+                        ' '.join(cpu_xml.split())[:200], reason)
+            raise exception.CPUIncompatible(host=self.host, reason=reason)
+
+    def live_migrate(self, instance_uuid, dest_uri, migrate_uri, options):
+        dom = self._get(instance_uuid)
+        migration.migrate(self._host, dom, self.host, instance_uuid, dest_uri,
+                          migrate_uri, options)
+
+    def get_job_stats(self, instance_uuid):
+        dom = self._find(instance_uuid)
+        if dom is None:
+            return None
+        with self._libvirt_errors('read the job statistics of', instance_uuid):
+            return migration.job_stats(self._host, dom)
+
+    def get_completed_job_stats(self, instance_uuid):
+        dom = self._find(instance_uuid)
+        if dom is None:
+            return None
+        with self._libvirt_errors('read the completed job statistics of', instance_uuid):
+            return migration.completed_job_stats(self._host, dom)
+
+    def abort_job(self, instance_uuid):
+        dom = self._find(instance_uuid)
+        if dom is None:
+            LOG.info('Instance %s: no job to abort, it is not on host %s', instance_uuid,
+                     self.host)
+            return False
+        with self._libvirt_errors('abort the job of', instance_uuid):
+            aborted = migration.abort(self._host, dom)
+        LOG.info('Instance %s on host %s: %s', instance_uuid, self.host,
+                 'job aborted' if aborted else 'no job to abort')
+        return aborted

@@ -2,9 +2,15 @@
 
 :class:`Host` owns one libvirt connection, opens it with a bounded wait, reopens it when
 libvirtd restarted, and turns libvirt's answers into plain Python values. The connection
-factory is injectable, so two agents (two hosts) can live in one process in tests.
+factory is injectable, so two agents (two hosts) can live in one process in tests. The
+other modules of the libvirt driver use the constants and helpers exported here instead
+of importing ``libvirt`` themselves.
 
-Concurrency: libvirt connections are thread-safe; the lock here only guards (re)opening.
+Concurrency: libvirt connections are thread-safe (one migration can block a thread in
+``migrateToURI3`` while other threads read job statistics or abort it on the same
+connection); the lock here only guards (re)opening. Every other blocking call goes
+through :meth:`Host.call`, which waits a bounded time: a wedged libvirtd or QEMU can
+block a call forever (LAB.md saw it), and an RPC thread must not hang with it.
 """
 
 import concurrent.futures
@@ -19,6 +25,58 @@ from migration_conductor import exception
 LOG = logging.getLogger(__name__)
 
 libvirtError = libvirt.libvirtError
+
+CALL_TIMEOUT = 30  # seconds a bounded libvirt call may take before the agent gives up
+
+# --- libvirt constants used by the rest of the driver ------------------------------------
+
+MIGRATE_LIVE = libvirt.VIR_MIGRATE_LIVE
+MIGRATE_PEER2PEER = libvirt.VIR_MIGRATE_PEER2PEER
+MIGRATE_PERSIST_DEST = libvirt.VIR_MIGRATE_PERSIST_DEST
+MIGRATE_UNDEFINE_SOURCE = libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+MIGRATE_NON_SHARED_DISK = libvirt.VIR_MIGRATE_NON_SHARED_DISK
+MIGRATE_AUTO_CONVERGE = libvirt.VIR_MIGRATE_AUTO_CONVERGE
+MIGRATE_POSTCOPY = libvirt.VIR_MIGRATE_POSTCOPY
+
+PARAM_URI = libvirt.VIR_MIGRATE_PARAM_URI
+PARAM_BANDWIDTH = libvirt.VIR_MIGRATE_PARAM_BANDWIDTH
+PARAM_LISTEN_ADDRESS = libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS
+
+ERR_NO_DOMAIN = libvirt.VIR_ERR_NO_DOMAIN
+ERR_OPERATION_ABORTED = libvirt.VIR_ERR_OPERATION_ABORTED
+ERR_OPERATION_INVALID = libvirt.VIR_ERR_OPERATION_INVALID
+ERR_OPERATION_UNSUPPORTED = libvirt.VIR_ERR_OPERATION_UNSUPPORTED
+
+JOB_STATS_COMPLETED = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED
+JOB_STATS_KEEP_COMPLETED = libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
+
+JOB_TYPES = {
+    libvirt.VIR_DOMAIN_JOB_NONE: 'none',
+    libvirt.VIR_DOMAIN_JOB_BOUNDED: 'bounded',
+    libvirt.VIR_DOMAIN_JOB_UNBOUNDED: 'unbounded',
+    libvirt.VIR_DOMAIN_JOB_COMPLETED: 'completed',
+    libvirt.VIR_DOMAIN_JOB_FAILED: 'failed',
+    libvirt.VIR_DOMAIN_JOB_CANCELLED: 'cancelled',
+}
+
+# Domain state details (see :meth:`Host.get_state`).
+INCOMING = 'incoming'     # paused as the destination of a running migration
+POSTCOPY = 'postcopy'     # a migration of this domain runs in post-copy
+MIGRATED = 'migrated'     # shut off because it migrated away
+
+_STATE_DETAILS = {
+    (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION): INCOMING,
+    (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY): POSTCOPY,
+    (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY): POSTCOPY,
+    (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_MIGRATED): MIGRATED,
+}
+
+# Tried in order: a driver that does not know a flag refuses it ("unsupported flags").
+_UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM,
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
+)
 
 _POWER_STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: 'unknown',
@@ -130,13 +188,150 @@ class Host:
         A domain that disappears while being read is skipped.
         """
         result = []
-        for dom in self.get_connection().listAllDomains(0):
+        for dom in self.call('list domains', self.get_connection().listAllDomains, 0):
             try:
-                state, max_mem_kib, _mem, vcpus, _cpu_time = dom.info()
-                result.append({'uuid': dom.UUIDString(), 'name': dom.name(),
-                               'power_state': _POWER_STATES.get(state, 'unknown'),
-                               'memory_mb': max_mem_kib // 1024, 'vcpus': vcpus})
+                result.append(self.describe_domain(dom))
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise
         return result
+
+    def compare_cpu(self, cpu_xml):
+        """Compare a host CPU description with this host's CPU.
+
+        NOTE: ``compareCPU``, not ``compareHypervisorCPU``: the XML is the ``<cpu>`` of
+        another host's capabilities (a host CPU, with every feature of the silicon), so
+        the host-to-host comparison is the meaningful one. ``compareHypervisorCPU``
+        judges what the hypervisor can give a guest, and on the lab's machines (TCG,
+        kvm_pvm) it even rejects the host's own capabilities CPU.
+
+        :returns: None when this host's CPU can run it (identical or superset) or when
+            this libvirt driver cannot compare CPUs at all (logged), else the reason in
+            libvirt's words (also when libvirt cannot read the XML).
+        :raises HypervisorUnavailable: libvirtd cannot be reached or does not answer.
+        """
+        conn = self.get_connection()
+        try:
+            result = self.call('compare CPU', conn.compareCPU, cpu_xml,
+                               libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_CPU_INCOMPATIBLE:
+                return error_message(exc)
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
+                # As Nova does: a driver that cannot compare (libvirt's test driver)
+                # does not block migrations.
+                LOG.warning('libvirt at %s cannot compare CPUs (%s); CPU check skipped',
+                            self.uri, error_message(exc))
+                return None
+            return 'libvirt cannot compare it with this host\'s CPU: %s' % error_message(exc)
+        if result == libvirt.VIR_CPU_COMPARE_INCOMPATIBLE:
+            return 'libvirt judges it incompatible'
+        if result == libvirt.VIR_CPU_COMPARE_ERROR:
+            return 'libvirt could not compare it'
+        return None
+
+    # --- domains ---------------------------------------------------------------------------
+
+    def call(self, what, fn, *args, timeout=None):
+        """Return fn(*args), waiting at most ``timeout`` (default CALL_TIMEOUT) seconds.
+
+        The call runs in a daemon thread; on timeout that thread is abandoned (libvirt
+        releases the GIL, so it costs nothing but a thread until libvirt answers).
+
+        :raises libvirtError: what libvirt raised.
+        :raises HypervisorUnavailable: no answer in time.
+        """
+        timeout = CALL_TIMEOUT if timeout is None else timeout
+        box = {}
+
+        def target():
+            try:
+                box['value'] = fn(*args)
+            except BaseException as exc:  # handed over to the caller's thread below
+                box['error'] = exc
+
+        worker = threading.Thread(target=target, name='libvirt-call', daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            raise exception.HypervisorUnavailable(
+                uri=self.uri, reason='%s: no answer within %d s' % (what, timeout))
+        if 'error' in box:
+            raise box['error']
+        return box.get('value')
+
+    def find_domain(self, uuid):
+        """Return the virDomain with that UUID, or None when it is not defined here.
+
+        :raises HypervisorUnavailable: libvirtd cannot be reached or does not answer.
+        :raises libvirtError: any other libvirt failure.
+        """
+        conn = self.get_connection()
+        try:
+            return self.call('look up domain %s' % uuid, conn.lookupByUUIDString, uuid)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN,
+                                        libvirt.VIR_ERR_INVALID_ARG):
+                return None
+            raise
+
+    def describe_domain(self, dom):
+        """Return a domain as a dict (uuid, name, power_state, memory_mb, vcpus)."""
+        state, max_mem_kib, _mem, vcpus, _cpu_time = self.call('read domain', dom.info)
+        return {'uuid': dom.UUIDString(), 'name': dom.name(),
+                'power_state': _POWER_STATES.get(state, 'unknown'),
+                'memory_mb': max_mem_kib // 1024, 'vcpus': vcpus}
+
+    def get_state(self, dom):
+        """Return (power_state, detail) of a domain.
+
+        detail is INCOMING, POSTCOPY, MIGRATED or None.
+        """
+        state, reason = self.call('read domain state', dom.state, 0)
+        return (_POWER_STATES.get(state, 'unknown'),
+                _STATE_DETAILS.get((state, reason)))
+
+    def destroy_domain(self, dom):
+        """Stop a domain if it runs and undefine it if it is persistent.
+
+        A transient domain (an incoming copy before its migration finished) vanishes
+        when stopped. Undefining also removes managed save, snapshot and checkpoint
+        metadata and NVRAM, which would otherwise make libvirt refuse.
+
+        :returns: True if something was removed, False if it was already gone.
+        """
+        removed = False
+        try:
+            if self.call('check domain', dom.isActive):
+                self.call('destroy domain', dom.destroy)
+                removed = True
+        except libvirt.libvirtError as exc:
+            # Gone or stopped meanwhile (a migration may end just now): nothing to do.
+            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_DOMAIN,
+                                            libvirt.VIR_ERR_OPERATION_INVALID):
+                raise
+        try:
+            if self.call('check domain', dom.isPersistent):
+                self._undefine(dom)
+                removed = True
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+        return removed
+
+    def _undefine(self, dom):
+        for flags in _UNDEFINE_FLAGS:
+            try:
+                return self.call('undefine domain', dom.undefineFlags, flags)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG,
+                                                libvirt.VIR_ERR_NO_SUPPORT):
+                    raise
+                LOG.debug('Instance %s: undefine with flags %#x refused (%s); trying '
+                          'fewer', dom.UUIDString(), flags, error_message(exc))
+        return self.call('undefine domain', dom.undefine)
+
+
+def error_message(exc):
+    """libvirt's message of a libvirtError, on one line."""
+    return ' '.join((exc.get_error_message() or str(exc)).split())
