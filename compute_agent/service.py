@@ -33,9 +33,8 @@ class AgentService:
         self._conf = conf
         self.host = host
         self.driver = driver
-        self.manager = agent_manager.AgentManager(
-            host, driver, conf.agent.migration_address)
-        self._conductor = conductor_rpcapi.ConductorAPI(conf)
+        self.manager = agent_manager.AgentManager(host, driver, conf)
+        self._conductor = conductor_rpcapi.ConductorAPI(conf, 'agent:%s' % host)
         self._context = mc_context.get_admin_context(roles=['service'])
         self._server = None
         self._worker = None

@@ -28,9 +28,11 @@ class ConductorManager:
 
     target = messaging.Target(version=rpcapi.RPC_API_VERSION)
 
-    def __init__(self, conf):
+    def __init__(self, conf, migrations):
+        """:param migrations: the MigrationAPI that accepts and drives migrations."""
         self._conf = conf
         self._policy = policy.Enforcer(conf)
+        self._migrations = migrations
 
     @property
     def _down_time(self):
@@ -81,3 +83,36 @@ class ConductorManager:
         return objects.InstanceList(objects=[
             objects.Instance.from_db_row(row) for row in rows])
 
+
+    # --- migrations (1.1) ------------------------------------------------------------
+
+    @expected
+    def live_migrate(self, context, instance_uuid, host=None, force=False,
+                     block_migration='auto'):
+        self._policy.authorize(context, 'migration_conductor:migration:create')
+        if host is not None:
+            self._policy.authorize(context, 'migration_conductor:migration:create:host')
+        return self._migrations.live_migrate(context, instance_uuid, host=host,
+                                             force=force, block_migration=block_migration)
+
+    @expected
+    def get_migration(self, context, migration_uuid):
+        self._policy.authorize(context, 'migration_conductor:migration:get')
+        return self._migrations.get(context, migration_uuid)
+
+    @expected
+    def list_migrations(self, context, status=None, host=None, instance_uuid=None,
+                        limit=None):
+        self._policy.authorize(context, 'migration_conductor:migration:list')
+        return self._migrations.list(context, status=status, host=host,
+                                     instance_uuid=instance_uuid, limit=limit)
+
+    @expected
+    def abort_migration(self, context, migration_uuid):
+        self._policy.authorize(context, 'migration_conductor:migration:abort')
+        return self._migrations.abort(context, migration_uuid)
+
+    @expected
+    def force_complete_migration(self, context, migration_uuid):
+        self._policy.authorize(context, 'migration_conductor:migration:force_complete')
+        return self._migrations.force_complete(context, migration_uuid)

@@ -34,6 +34,29 @@ _API_RULES = [
         'List instances and the host each runs on.',
         [{'method': 'RPC', 'path': 'list_instances'}]),
     policy.DocumentedRuleDefault(
+        'migration_conductor:migration:create', ADMIN,
+        'Start a live migration of an instance.',
+        [{'method': 'RPC', 'path': 'live_migrate'}]),
+    policy.DocumentedRuleDefault(
+        'migration_conductor:migration:create:host', ADMIN,
+        'Start a live migration to a named (or forced) destination host.',
+        [{'method': 'RPC', 'path': 'live_migrate (host=...)'}]),
+    policy.DocumentedRuleDefault(
+        'migration_conductor:migration:get', ADMIN, 'Show one migration.',
+        [{'method': 'RPC', 'path': 'get_migration'}]),
+    policy.DocumentedRuleDefault(
+        'migration_conductor:migration:list', ADMIN, 'List migrations.',
+        [{'method': 'RPC', 'path': 'list_migrations'}]),
+    policy.DocumentedRuleDefault(
+        'migration_conductor:migration:abort', ADMIN,
+        'Abort a running migration (the guest stays on the source).',
+        [{'method': 'RPC', 'path': 'abort_migration'}]),
+    policy.DocumentedRuleDefault(
+        'migration_conductor:migration:force_complete', ADMIN,
+        'Force a running migration to complete (pauses the guest until it runs on the '
+        'destination).',
+        [{'method': 'RPC', 'path': 'force_complete_migration'}]),
+    policy.DocumentedRuleDefault(
         'migration_conductor:host:report', 'rule:service_api',
         'Register a compute agent and report its inventory and guests.',
         [{'method': 'RPC', 'path': 'register_host'},

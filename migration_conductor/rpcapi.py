@@ -5,6 +5,8 @@ number; a test checks they agree):
 
 * 1.0 - Initial version: register_host, report_host_state, list_hosts, get_host,
   list_instances.
+* 1.1 - Live migration: live_migrate, get_migration, list_migrations,
+  abort_migration, force_complete_migration.
 
 Every method ``prepare()``s the lowest version that carries it, so a newer client can
 talk to an older conductor as long as it does not need a newer method.
@@ -14,16 +16,17 @@ import oslo_messaging as messaging
 
 from migration_conductor import rpc
 
-RPC_API_VERSION = '1.0'
+RPC_API_VERSION = '1.1'
 
 
 class ConductorAPI:
     """Calls and casts to the conductor topic (``[conductor] topic``)."""
 
-    def __init__(self, conf, timeout=None):
+    def __init__(self, conf, sender, timeout=None):
+        """:param sender: who calls, e.g. ``agent:<host>`` or ``migctl``."""
         self._conf = conf
         target = messaging.Target(topic=conf.conductor.topic, version=RPC_API_VERSION)
-        self.client = rpc.get_client(conf, target, version_cap=RPC_API_VERSION,
+        self.client = rpc.get_client(conf, target, sender, version_cap=RPC_API_VERSION,
                                      timeout=timeout)
 
     def register_host(self, context, report, timeout=None):
@@ -50,3 +53,34 @@ class ConductorAPI:
         """Return an InstanceList, optionally only those on ``host``."""
         cctxt = self.client.prepare(version='1.0')
         return cctxt.call(context, 'list_instances', host=host)
+
+    def live_migrate(self, context, instance_uuid, host=None, force=False,
+                     block_migration='auto'):
+        """Accept a live migration of ``instance_uuid``; returns the Migration.
+
+        :param host: destination; None lets the scheduler choose.
+        :param force: with ``host``: skip the scheduler's filters (safety checks only).
+        :param block_migration: ``auto``, ``true`` or ``false``.
+        """
+        cctxt = self.client.prepare(version='1.1')
+        return cctxt.call(context, 'live_migrate', instance_uuid=instance_uuid, host=host,
+                          force=force, block_migration=block_migration)
+
+    def get_migration(self, context, migration_uuid):
+        cctxt = self.client.prepare(version='1.1')
+        return cctxt.call(context, 'get_migration', migration_uuid=migration_uuid)
+
+    def list_migrations(self, context, status=None, host=None, instance_uuid=None,
+                        limit=None):
+        cctxt = self.client.prepare(version='1.1')
+        return cctxt.call(context, 'list_migrations', status=status, host=host,
+                          instance_uuid=instance_uuid, limit=limit)
+
+    def abort_migration(self, context, migration_uuid):
+        cctxt = self.client.prepare(version='1.1')
+        return cctxt.call(context, 'abort_migration', migration_uuid=migration_uuid)
+
+    def force_complete_migration(self, context, migration_uuid):
+        cctxt = self.client.prepare(version='1.1')
+        return cctxt.call(context, 'force_complete_migration',
+                          migration_uuid=migration_uuid)

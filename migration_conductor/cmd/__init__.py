@@ -66,9 +66,16 @@ EXPECTED_ERRORS = (exception.MigrationConductorError, cfg.Error)
 
 
 def print_error(prog, exc):
-    """Print an expected error as the one line an operator reads."""
-    prefix = 'configuration: ' if isinstance(exc, cfg.Error) else ''
-    print('%s: error: %s%s' % (prog, prefix, exc), file=sys.stderr)
+    """Print an expected error as the one line an operator reads.
+
+    NOTE: an error raised in the conductor arrives rebuilt by oslo.messaging, whose
+    str() appends the server's traceback; ``message`` is the error's own text.
+    """
+    if isinstance(exc, cfg.Error):
+        text = 'configuration: %s' % exc
+    else:
+        text = getattr(exc, 'message', None) or str(exc).split('\n', 1)[0]
+    print('%s: error: %s' % (prog, text), file=sys.stderr)
 
 
 def run(prog, main, argv=None):

@@ -10,6 +10,7 @@ from oslo_config import cfg
 
 from db import migration as db_migration
 from migration_conductor import cmd
+from migration_conductor.flows import runner as flow_runner
 
 PROG = 'migration-conductor-manage'
 
@@ -18,6 +19,7 @@ def _db_upgrade(conf):
     url = conf.database.connection
     before = db_migration.version(url)
     db_migration.upgrade(url, conf.command.revision)
+    flow_runner.upgrade_persistence(url)
     after = db_migration.version(url)
     print('database %s: %s -> %s' % (db_migration.mask_password(url), before or 'empty',
                                     after))

@@ -29,6 +29,17 @@ agent_opts = [
     cfg.StrOpt('advertised_libvirt_uri',
                help='libvirt URI under which other hosts reach this host\'s libvirtd for '
                     'peer-to-peer migration. Defaults to [libvirt] connection_uri.'),
+    cfg.IntOpt('reserved_host_memory_mb',
+               default=512, min=0,
+               help='Memory in MiB kept for the host itself: never claimed for guests.'),
+    cfg.FloatOpt('cpu_allocation_ratio',
+                 default=4.0, min=0.0,
+                 help='vCPUs this host may give to guests per physical CPU; claims for '
+                      'incoming migrations fail beyond it.'),
+    cfg.IntOpt('migration_start_timeout',
+               default=30, min=1,
+               help='Seconds to wait for the libvirt migration job to appear after the '
+                    'migration was started, before the start is reported as failed.'),
 ]
 
 

@@ -20,6 +20,32 @@ conductor_opts = [
                default=60, min=1,
                help='Seconds the conductor waits for an agent to answer a call before '
                     'the call fails with a timeout.'),
+    cfg.IntOpt('max_placement_attempts',
+               default=3, min=1,
+               help='How many destinations a migration tries, in the scheduler\'s order, '
+                    'before it fails with "no valid host": a destination whose checks or '
+                    'claim fail sends the migration to the next one.'),
+    cfg.IntOpt('max_outbound_per_host',
+               default=2, min=1,
+               help='Migrations leaving one host at the same time; more wait in the '
+                    '"queued" status.'),
+    cfg.IntOpt('max_inbound_per_host',
+               default=2, min=1,
+               help='Migrations arriving on one host at the same time; more wait in the '
+                    '"queued" status.'),
+    cfg.FloatOpt('monitor_interval',
+                 default=1.0, min=0.05,
+                 help='Seconds between two progress reads of a running migration.'),
+    cfg.IntOpt('migration_workers',
+               default=16, min=1,
+               help='Migrations this conductor drives at the same time (threads).'),
+    cfg.IntOpt('max_downtime_ms',
+               default=500, min=1,
+               help='Downtime target of a live migration in milliseconds, given to '
+                    'libvirt.'),
+    cfg.IntOpt('bandwidth_mib',
+               default=0, min=0,
+               help='Bandwidth limit of a migration in MiB/s; 0 means no limit.'),
 ]
 
 

@@ -48,7 +48,8 @@ _TRANSITIONS = {
     SCHEDULING: (PRE_CHECKING,) + _PRE_COPY_ENDINGS,
     # A destination whose checks or claim fail sends the flow back to pick an alternate.
     PRE_CHECKING: (CLAIMING, SCHEDULING) + _PRE_COPY_ENDINGS,
-    CLAIMING: (PREPARING, SCHEDULING) + _PRE_COPY_ENDINGS,
+    # A failed claim sends the flow to check the next candidate destination.
+    CLAIMING: (PREPARING, PRE_CHECKING, SCHEDULING) + _PRE_COPY_ENDINGS,
     PREPARING: (QUEUED, RUNNING) + _PRE_COPY_ENDINGS,
     QUEUED: (RUNNING,) + _PRE_COPY_ENDINGS,
     RUNNING: (RUNNING_POSTCOPY, COMPLETING, CANCELLING, FAILED, ERROR),

@@ -1,0 +1,1 @@
+"""Taskflow flows of the conductor: one persisted, resumable flow per migration."""

@@ -1,0 +1,1 @@
+"""Tasks of the migration flows, grouped by where they act (database, agents)."""

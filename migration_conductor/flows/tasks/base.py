@@ -1,0 +1,105 @@
+"""What every migration task shares: its services, status changes and error records.
+
+A task is constructed with a :class:`Services` holder (configuration, the agents' RPC
+client, an admin context); nothing of it is persisted, so a resumed flow is rebuilt with
+the services of the conductor that resumes it. Tasks run in the flow's engine thread.
+"""
+
+import logging
+
+from oslo_utils import timeutils
+from taskflow import task
+
+from db import api as db_api
+from migration_conductor import exception
+from migration_conductor import objects
+from migration_conductor.objects import migration_states as states
+
+LOG = logging.getLogger(__name__)
+
+
+class Services:
+    """Dependencies of the tasks, shared by every flow of one conductor."""
+
+    def __init__(self, conf, agent_api, context):
+        self.conf = conf
+        self.agents = agent_api
+        self.context = context
+
+
+def get_migration(services, migration_uuid):
+    return objects.Migration.from_db_row(
+        db_api.migration_get(services.context, migration_uuid))
+
+
+def set_status(services, migration_uuid, target, **values):
+    """Move the migration to ``target`` (validated), writing ``values`` with it.
+
+    Idempotent for a resumed task: already at ``target`` only writes ``values``. The
+    update is conditional on the status read, so a concurrent change (an operator's
+    abort) is never overwritten.
+
+    :raises InvalidMigrationTransition: the state machine forbids it.
+    :raises MigrationStateConflict: another writer changed the status meanwhile.
+    """
+    current = db_api.migration_get(services.context, migration_uuid)['status']
+    if current != target:
+        states.check_transition(migration_uuid, current, target)
+    values['status'] = target
+    db_api.migration_update(services.context, migration_uuid, values,
+                            expected_status=current)
+    return current
+
+
+class MigrationTask(task.Task):
+    """Base of the migration tasks: ``phase`` names the step for error records."""
+
+    phase = None
+
+    def __init__(self, services, **kwargs):
+        super().__init__(name=self.__class__.__name__, **kwargs)
+        self.services = services
+
+    @property
+    def context(self):
+        return self.services.context
+
+    @property
+    def conf(self):
+        return self.services.conf
+
+    def status(self, migration_uuid, target, **values):
+        return set_status(self.services, migration_uuid, target, **values)
+
+    @staticmethod
+    def log(migration_uuid, instance_uuid, message, *args, level=logging.INFO):
+        """Log a line that carries the migration's and the instance's ids."""
+        LOG.log(level, 'Migration %s instance %s: ' + message,
+                migration_uuid, instance_uuid, *args)
+
+
+def error_from_failure(phase, failure, host=None):
+    """Build a MigrationError from a taskflow Failure (or exception)."""
+    exc = getattr(failure, 'exception', failure)
+    if isinstance(exc, exception.MigrationConductorError):
+        code = exc.code
+        host = exc.kwargs.get('host', host)
+        message = exc.message
+    else:
+        code = 'internal'
+        message = '%s: %s' % (type(exc).__name__ if exc else 'Error',
+                              getattr(failure, 'exception_str', None) or exc)
+    return objects.MigrationError(phase=phase, host=host, code=code, message=message)
+
+
+def error_columns(error):
+    """The ``error_*`` column values of a MigrationError."""
+    return {'error_' + name: getattr(error, name)
+            for name in ('phase', 'host', 'code', 'message')}
+
+
+def now():
+    return timeutils.utcnow()
+
+
+TERMINAL = states.TERMINAL_STATES

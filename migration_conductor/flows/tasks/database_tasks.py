@@ -1,0 +1,158 @@
+"""Tasks that act on the conductor's database only."""
+
+import time
+
+from db import api as db_api
+from migration_conductor import exception
+from migration_conductor import objects
+from migration_conductor.flows.tasks import base
+from migration_conductor.objects import fields
+from migration_conductor.objects import migration_states as states
+
+_MIGRATING = 'migrating'
+
+
+class MarkMigrationFailedOnRevert(base.MigrationTask):
+    """First task of every migration flow: on revert, record how and why it ended.
+
+    The migration ends ``cancelled`` when an operator aborted it, else ``failed``, with
+    a structured error (phase, host, code, message) taken from the task that failed;
+    the instance is unlocked. Never raises.
+    """
+
+    default_provides = None
+
+    def execute(self, migration_uuid, instance_uuid):
+        self.log(migration_uuid, instance_uuid, 'flow started')
+
+    def revert(self, migration_uuid, instance_uuid, *args, **kwargs):
+        failures = kwargs.get('flow_failures') or {}
+        name, failure = next(iter(failures.items()), (None, None))
+        phase = PHASES.get(name, fields.MigrationPhase.ROLLBACK)
+        error = base.error_from_failure(phase, failure) if failure else None
+        moved_to = None
+        try:
+            row = db_api.migration_get(self.context, migration_uuid)
+            moved_to = self._switched_over(row)
+            cancelled = (row['status'] == states.CANCELLING or
+                         (failure is not None and failure.check(
+                             exception.MigrationJobCancelled)))
+            target = states.CANCELLED if cancelled else states.FAILED
+            if moved_to:
+                # The job completed before the rollback could stop it: the guest is on
+                # the destination, and the records must say so.
+                target = states.ERROR
+                error = objects.MigrationError(
+                    phase=phase, host=moved_to, code='switched_over', message=
+                    'the guest runs on %s: the job completed before the rollback (%s)'
+                    % (moved_to, error))
+            if moved_to:
+                unlock_instance(self.context, migration_uuid, instance_uuid,
+                                host=moved_to, power_state=fields.PowerState.RUNNING)
+            else:
+                unlock_instance(self.context, migration_uuid, instance_uuid)
+            # Last: whoever sees the terminal status also sees the instance unlocked.
+            if row['status'] not in states.TERMINAL_STATES:
+                values = {'finished_at': base.now()}
+                if (error is not None and not cancelled) or moved_to:
+                    values.update(base.error_columns(error))
+                base.set_status(self.services, migration_uuid, target, **values)
+            self.log(migration_uuid, instance_uuid, '%s: %s', target,
+                     error or 'no error recorded', level=base.logging.WARNING)
+        except Exception:  # a revert logs, it never raises
+            base.LOG.exception('Migration %s instance %s: could not record the end of '
+                               'the migration', migration_uuid, instance_uuid)
+            unlock_instance(self.context, migration_uuid, instance_uuid)
+
+    def _switched_over(self, row):
+        """The destination if the guest runs there and not on the source, else None."""
+        if not row['dest_host']:
+            return None
+        agents = self.services.agents
+        try:
+            on_dest = agents.get_instance_state(self.context, row['dest_host'],
+                                                row['instance_uuid'])
+            on_source = agents.get_instance_state(self.context, row['source_host'],
+                                                  row['instance_uuid'])
+        except Exception as exc:
+            self.log(row['uuid'], row['instance_uuid'], 'could not ask where the guest '
+                     'runs after the rollback: %s', exc, level=base.logging.ERROR)
+            return None
+        if on_dest == 'running' and on_source != 'running':
+            return row['dest_host']
+        return None
+
+
+def unlock_instance(context, migration_uuid, instance_uuid, **values):
+    """Clear the instance's migration lock (and write ``values``); never raises."""
+    values['task_state'] = None
+    try:
+        db_api.instance_update(context, instance_uuid, values,
+                               expected={'task_state': _MIGRATING})
+    except exception.InstanceStateConflict:
+        base.LOG.warning('Migration %s instance %s: the instance was not locked any more',
+                         migration_uuid, instance_uuid)
+    except Exception:
+        base.LOG.exception('Migration %s instance %s: could not unlock the instance',
+                           migration_uuid, instance_uuid)
+
+
+class WaitForMigrationSlot(base.MigrationTask):
+    """Hold the migration in ``queued`` while its hosts run their maximum of migrations."""
+
+    phase = fields.MigrationPhase.START
+
+    def execute(self, migration_uuid, instance_uuid, source_host, dest_host):
+        conf = self.conf.conductor
+        queued = False
+        while True:
+            running = db_api.migration_list(
+                self.context, status=[states.RUNNING, states.RUNNING_POSTCOPY,
+                                      states.CANCELLING])
+            outbound = sum(1 for m in running if m['source_host'] == source_host)
+            inbound = sum(1 for m in running if m['dest_host'] == dest_host)
+            if outbound < conf.max_outbound_per_host and inbound < conf.max_inbound_per_host:
+                return
+            if not queued:
+                self.status(migration_uuid, states.QUEUED)
+                self.log(migration_uuid, instance_uuid, 'queued: %d migration(s) leave '
+                         '%s and %d arrive on %s', outbound, source_host, inbound,
+                         dest_host)
+                queued = True
+            time.sleep(conf.monitor_interval)
+
+
+class MarkMigrationCompleted(base.MigrationTask):
+    """Move the instance to the destination in the DB and end the migration."""
+
+    phase = fields.MigrationPhase.FINISH
+
+    def execute(self, migration_uuid, instance_uuid, dest_host, finish_result):
+        if not finish_result.get('ok'):
+            # The job completed: the guest is not on the source any more, but the
+            # destination did not confirm it runs; an operator must look.
+            unlock_instance(self.context, migration_uuid, instance_uuid, host=dest_host,
+                            power_state=fields.PowerState.UNKNOWN)
+            error = objects.MigrationError(**finish_result['error'])
+            self.status(migration_uuid, states.ERROR, finished_at=base.now(),
+                        **base.error_columns(error))
+            self.log(migration_uuid, instance_uuid, 'error: %s', error,
+                     level=base.logging.ERROR)
+            return
+        stats = finish_result.get('stats') or {}
+        values = {'finished_at': base.now()}
+        for key in ('memory_total', 'memory_processed', 'memory_remaining', 'disk_total',
+                    'disk_processed', 'disk_remaining', 'downtime_ms', 'total_time_ms'):
+            if stats.get(key) is not None:
+                values[key] = stats[key]
+        unlock_instance(self.context, migration_uuid, instance_uuid, host=dest_host,
+                        power_state=fields.PowerState.RUNNING)
+        self.status(migration_uuid, states.COMPLETED, **values)
+        self.log(migration_uuid, instance_uuid, 'completed: now on %s (downtime %s ms, '
+                 '%s bytes of memory sent, %s ms in all)', dest_host,
+                 values.get('downtime_ms'), values.get('memory_processed'),
+                 values.get('total_time_ms'))
+
+
+# Task name -> the phase a failure in it is recorded under (filled by the flow module).
+PHASES = {}
