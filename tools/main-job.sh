@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job, on embedded defaults (in-process transport, SQLite), from a fresh
 # Debian 12 machine (run as root): install what is missing, start two lab libvirt hosts
-# with one beating guest each, then let migctl run the conductor and one agent per host
-# in its own process (all-in-one mode) and show the hosts and the guests each runs.
+# with one beating guest each, let migctl run the conductor and one agent per host in
+# its own process (all-in-one mode), show the hosts and the guests each runs, then
+# live-migrate a guest that dirties memory to the host the scheduler picks, with its
+# progress, its real downtime, and its heartbeat going on at the destination.
 # The lab stays up afterwards; `.venv/bin/python -m tools.lab stop` ends it.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,5 +46,31 @@ step "migctl host list (conductor and agents start inside migctl)"
 step "migctl instance list"
 .venv/bin/migctl --config-file "$STATE/migration-conductor.conf" instance list
 
-step "conductor log: $STATE/migration-conductor.log (last lines)"
-grep -E "registered|found on host" "$STATE/migration-conductor.log" | tail -n 6 | cut -c1-220
+MIGCTL=(.venv/bin/migctl --config-file "$STATE/migration-conductor.conf")
+guest_uuid=$($PY -m tools.lab status --json | $PY -c '
+import json, sys
+print([g["uuid"] for g in json.load(sys.stdin)["guests"] if g["name"] == "main-guest-1"][0])')
+source_host=$($PY -m tools.lab status --json | $PY -c '
+import json, sys
+print([g["host"] for g in json.load(sys.stdin)["guests"] if g["name"] == "main-guest-1"][0])')
+
+step "heartbeat of main-guest-1 before the migration (on $source_host)"
+$PY -m tools.lab guest-console main-guest-1 --lines 2
+
+step "migctl migration start $guest_uuid (the scheduler picks the destination)"
+"${MIGCTL[@]}" migration start "$guest_uuid" -c uuid -c status -c source_host \
+    -c dest_host -c memory_processed -c downtime_ms -c total_time_ms -c error
+
+step "migctl instance list (after the migration)"
+"${MIGCTL[@]}" instance list
+
+step "heartbeat of main-guest-1 after the migration (it kept beating)"
+sleep 3
+$PY -m tools.lab status | grep -E "^main-guest-1"
+$PY -m tools.lab guest-console main-guest-1 --lines 3
+
+step "the migration's story in $STATE/migration-conductor.log"
+grep -E "Migration .* instance $guest_uuid" "$STATE/migration-conductor.log" \
+    | grep -vE "progress:" | cut -d' ' -f4- | sed -E 's/ \[[^]]*\]//' | cut -c1-200 \
+    | tail -n 25
+echo "(progress lines: grep 'progress:' $STATE/migration-conductor.log)"

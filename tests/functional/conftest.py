@@ -11,8 +11,11 @@ from migration_conductor import rpcapi
 from tests import db_fixtures
 
 
-def make_conf(tmp_path, agents, **overrides):
-    """A ConfigOpts for the all-in-one mode with ``agents`` (HOST=URI items)."""
+def make_conf(tmp_path, agents, overrides=None):
+    """A ConfigOpts for the all-in-one mode with ``agents`` (HOST=URI items).
+
+    :param overrides: {(group, option): value}.
+    """
     conf = cfg.ConfigOpts()
     cmd.register_all(conf)
     conf([], project='migration-conductor-functional-tests')
@@ -21,7 +24,7 @@ def make_conf(tmp_path, agents, **overrides):
     conf.set_override('agents', agents, group='all_in_one')
     conf.set_override('heartbeat_interval', 1, group='agent')
     conf.set_override('virt_driver', 'simulated', group='agent')
-    for (group, name), value in overrides.items():
+    for (group, name), value in (overrides or {}).items():
         conf.set_override(name, value, group=group)
     return conf
 
@@ -47,6 +50,6 @@ class AllInOneHandle:
     def __init__(self, conf, service):
         self.conf = conf
         self.service = service
-        self.conductor = rpcapi.ConductorAPI(conf)
+        self.conductor = rpcapi.ConductorAPI(conf, 'test-client')
         self.admin = mc_context.get_admin_context()
         self.agents = {agent.host: agent for agent in service.agents}

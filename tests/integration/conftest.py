@@ -1,13 +1,24 @@
 """Fixtures of the integration tier: real RabbitMQ, real MariaDB, real lab hosts.
 
 A missing service fails the test with a message naming it; nothing is skipped.
+:class:`Deployment` runs the conductor and one agent per lab host as separate
+processes, as deployed, and drives them with ``migctl``.
 """
 
+import json
+import os
 import socket
+import subprocess
+import sys
+import time
+import uuid
 
 import pytest
 
+from tests import db_fixtures
+
 RABBIT = ('127.0.0.1', 5672)
+BIN = os.path.dirname(sys.executable)
 
 
 def require_rabbitmq():
@@ -18,3 +29,116 @@ def require_rabbitmq():
         pytest.fail('RabbitMQ is required at %s:%d and does not answer (%s); '
                     'start it with tools/services.sh' % (RABBIT + (exc,)))
     return 'rabbit://guest:guest@%s:%d/' % RABBIT
+
+
+def eventually(fetch, predicate, timeout=60, interval=1):
+    """Poll ``fetch()`` until ``predicate`` holds; return the value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if predicate(value):
+            return value
+        assert time.monotonic() < deadline, 'never matched: %s' % (value,)
+        time.sleep(interval)
+
+
+class Deployment:
+    """Conductor (MariaDB, RabbitMQ) and one agent per lab host, as processes.
+
+    :param hosts: LabHost objects of a running lab.
+    :param work: a directory for config files and logs.
+    :param conductor_opts: more ``[conductor]`` options (lines of ``name = value``).
+    """
+
+    def __init__(self, hosts, work, heartbeat=2, conductor_opts=''):
+        self.hosts = hosts
+        self.work = work
+        self.processes = {}
+        suffix = uuid.uuid4().hex[:8]
+        self.common = ('[DEFAULT]\ntransport_url = %s\n[conductor]\ntopic = mc_int_%s\n'
+                       'service_down_time = 20\n%s[agent]\ntopic = mc_int_agent_%s\n'
+                       'heartbeat_interval = %d\n'
+                       % (require_rabbitmq(), suffix, conductor_opts, suffix, heartbeat))
+        self.client_conf = work / 'migctl.conf'
+        self.client_conf.write_text(self.common)
+
+    def start(self, db_url):
+        conductor_conf = self.work / 'conductor.conf'
+        conductor_conf.write_text(self.common + '[database]\nconnection = %s\n' % db_url)
+        upgrade = subprocess.run([os.path.join(BIN, 'migration-conductor-manage'),
+                                  '--config-file', str(conductor_conf), 'db', 'upgrade'],
+                                 capture_output=True, text=True, timeout=120)
+        assert upgrade.returncode == 0, upgrade.stderr
+        self.start_conductor()
+        for host in self.hosts:
+            self.start_agent(host)
+
+    def start_conductor(self):
+        # A call sent before the conductor has declared its queue is dropped by
+        # RabbitMQ: wait until it serves before anyone calls it.
+        self._spawn('conductor', 'migration-conductor', self.work / 'conductor.conf',
+                    wait_for='Conductor serving on topic')
+
+    def start_agent(self, host):
+        agent_conf = self.work / ('agent-%s.conf' % host.name)
+        # No [database] section: agents hold no database credentials.
+        agent_conf.write_text(
+            self.common.replace('[DEFAULT]\n', '[DEFAULT]\nhost = %s\n' % host.name) +
+            '[libvirt]\nconnection_uri = %s\n' % host.uri)
+        self._spawn(host.name, 'migration-compute-agent', agent_conf,
+                    wait_for='registered with the conductor')
+
+    def _spawn(self, name, prog, config, wait_for):
+        log_path = self.work / ('%s.log' % name)
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        log = open(log_path, 'a')
+        process = subprocess.Popen([os.path.join(BIN, prog), '--config-file', str(config)],
+                                   stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        deadline = time.monotonic() + 90
+        while wait_for not in log_path.read_text()[offset:]:
+            assert process.poll() is None, '%s exited: %s' % (
+                name, log_path.read_text()[-3000:])
+            assert time.monotonic() < deadline, 'no %r in %s' % (wait_for, log_path)
+            time.sleep(0.2)
+        return process
+
+    def kill(self, name):
+        """SIGKILL one service (no clean-up at all), and wait for it to be gone."""
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait(timeout=30)
+
+    def log(self, name):
+        return (self.work / ('%s.log' % name)).read_text()
+
+    def migctl(self, *args, check=True, timeout=120):
+        result = subprocess.run([os.path.join(BIN, 'migctl'), '--config-file',
+                                 str(self.client_conf)] + list(args) + ['-f', 'json'],
+                                capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert result.returncode == 0, result.stderr
+            return json.loads(result.stdout)
+        return result
+
+    def wait_migration(self, migration_uuid, statuses=('completed', 'cancelled',
+                                                       'failed', 'error'), timeout=180):
+        return eventually(lambda: self.migctl('migration', 'show', migration_uuid),
+                          lambda m: m['status'] in statuses, timeout=timeout,
+                          interval=0.5)
+
+    def stop(self):
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes.clear()
+
+
+@pytest.fixture(scope='module')
+def mariadb_url():
+    with db_fixtures.throwaway_database('mysql') as url:
+        yield url

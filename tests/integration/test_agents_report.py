@@ -5,20 +5,11 @@ transport), one ``migration-compute-agent`` per lab host (each reaching its own 
 over TCP, with no database settings at all), and ``migctl`` as the operator's client.
 """
 
-import json
-import os
-import subprocess
-import sys
-import time
-import uuid
-
 import pytest
 
-from tests import db_fixtures
 from tests.integration import conftest as int_conftest
 from tools import lab as lab_tools
 
-BIN = os.path.dirname(sys.executable)
 HEARTBEAT = 2
 
 
@@ -38,80 +29,20 @@ def lab():
 
 
 @pytest.fixture(scope='module')
-def deployment(lab, tmp_path_factory):
-    """Conductor and two agents as processes; yields a function that runs migctl."""
+def deployment(lab, tmp_path_factory, mariadb_url):
+    """Conductor and two agents as processes; yields (migctl, processes)."""
     _lab, hosts, _guests = lab
-    transport = int_conftest.require_rabbitmq()
-    suffix = uuid.uuid4().hex[:8]
-    common = ('[DEFAULT]\ntransport_url = %s\n[conductor]\ntopic = mc_int_%s\n'
-              '[agent]\ntopic = mc_int_agent_%s\nheartbeat_interval = %d\n'
-              % (transport, suffix, suffix, HEARTBEAT))
-    work = tmp_path_factory.mktemp('deployment')
-    processes = []
-    with db_fixtures.throwaway_database('mysql') as db_url:
-        conductor_conf = work / 'conductor.conf'
-        conductor_conf.write_text(common + '[database]\nconnection = %s\n' % db_url)
-        upgrade = subprocess.run([os.path.join(BIN, 'migration-conductor-manage'),
-                                  '--config-file', str(conductor_conf), 'db', 'upgrade'],
-                                 capture_output=True, text=True, timeout=120)
-        assert upgrade.returncode == 0, upgrade.stderr
-        try:
-            conductor = _spawn('migration-conductor', conductor_conf, work)
-            processes.append(conductor)
-            # A call sent before the conductor has declared its queue is dropped by
-            # RabbitMQ: wait until it serves before anyone calls it.
-            _wait_for_log(conductor, work / 'migration-conductor-conductor.log',
-                          'Conductor serving on topic')
-            for host in hosts:
-                agent_conf = work / ('agent-%s.conf' % host.name)
-                # No [database] section: agents hold no database credentials.
-                agent_conf.write_text(common.replace(
-                    '[DEFAULT]\n', '[DEFAULT]\nhost = %s\n' % host.name) +
-                    '[libvirt]\nconnection_uri = %s\n' % host.uri)
-                processes.append(_spawn('migration-compute-agent', agent_conf, work))
-            client_conf = work / 'migctl.conf'
-            client_conf.write_text(common)
-            yield lambda *args: _migctl(client_conf, *args), processes
-        finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-
-
-def _spawn(prog, config, work):
-    log = open(work / ('%s-%s.log' % (prog, config.stem)), 'w')
-    return subprocess.Popen([os.path.join(BIN, prog), '--config-file', str(config)],
-                            stdout=log, stderr=subprocess.STDOUT)
-
-
-def _wait_for_log(process, path, text, timeout=60):
-    deadline = time.monotonic() + timeout
-    while text not in path.read_text():
-        assert process.poll() is None, 'exited: %s' % path.read_text()[-2000:]
-        assert time.monotonic() < deadline, 'no %r in %s' % (text, path)
-        time.sleep(0.2)
-
-
-def _migctl(config, *args):
-    result = subprocess.run([os.path.join(BIN, 'migctl'), '--config-file', str(config)]
-                            + list(args) + ['-f', 'json'],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    cloud = int_conftest.Deployment(hosts, tmp_path_factory.mktemp('deployment'),
+                                    heartbeat=HEARTBEAT)
+    try:
+        cloud.start(mariadb_url)
+        yield cloud.migctl, list(cloud.processes.values())
+    finally:
+        cloud.stop()
 
 
 def _eventually(fetch, predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if predicate(value):
-            return value
-        assert time.monotonic() < deadline, 'never matched: %s' % (value,)
-        time.sleep(1)
+    return int_conftest.eventually(fetch, predicate, timeout=timeout)
 
 
 def test_both_lab_hosts_registered_and_up(lab, deployment):
