@@ -10,8 +10,9 @@ belongs to one agent (one host) and must be safe to call from several RPC thread
 particular :meth:`ComputeDriver.live_migrate` blocks one thread for a whole migration
 while other threads read its statistics, pause the guest or abort the job.
 
-Errors are the typed ones of :mod:`migration_conductor.exception`; no hypervisor-library
-exception leaves a driver.
+The instance and migration methods raise only the typed errors of
+:mod:`migration_conductor.exception` (never a hypervisor library's own exceptions), so
+they cross RPC intact.
 """
 
 import abc
