@@ -33,7 +33,8 @@ class AgentManager:
 
     target = messaging.Target(version=rpcapi.RPC_API_VERSION)
 
-    def __init__(self, host, driver, conf):
+    def __init__(self, host, driver, conf, on_job_end=None):
+        """:param on_job_end: see :class:`~compute_agent.migration_jobs.MigrationJobs`."""
         self.host = host
         self.driver = driver
         self._migration_address = conf.agent.migration_address
@@ -41,7 +42,7 @@ class AgentManager:
             host, driver, conf.agent.reserved_host_memory_mb,
             conf.agent.cpu_allocation_ratio)
         self.jobs = migration_jobs.MigrationJobs(
-            host, driver, conf.agent.migration_start_timeout)
+            host, driver, conf.agent.migration_start_timeout, on_end=on_job_end)
 
     def build_host_report(self):
         """Read the host's inventory and guests from the hypervisor now."""

@@ -41,10 +41,13 @@ class _Job:
 class MigrationJobs:
     """The outgoing migration jobs of one host."""
 
-    def __init__(self, host, driver, start_timeout):
+    def __init__(self, host, driver, start_timeout, on_end=None):
+        """:param on_end: called as ``on_end(migration_uuid, instance_uuid, state)``
+            from the job's thread when a job ends (the agent tells the conductor)."""
         self.host = host
         self._driver = driver
         self._start_timeout = start_timeout
+        self._on_end = on_end
         self._jobs = {}
         self._lock = threading.Lock()
 
@@ -93,6 +96,12 @@ class MigrationJobs:
                                'host': self.host, 'state': job.state,
                                'error': ' (%s)' % job.error if job.error else ''})
         job.done.set()
+        if self._on_end is not None:
+            try:
+                self._on_end(job.migration_uuid, job.instance_uuid, job.state)
+            except Exception:  # the conductor also polls: a lost notice only delays
+                LOG.exception('Migration %s instance %s: could not report the end of '
+                              'the job', job.migration_uuid, job.instance_uuid)
 
     def status(self, migration_uuid, instance_uuid):
         """Return ``{'state', 'stats', 'error', 'force_completed'}`` of a migration.

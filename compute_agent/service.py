@@ -33,8 +33,9 @@ class AgentService:
         self._conf = conf
         self.host = host
         self.driver = driver
-        self.manager = agent_manager.AgentManager(host, driver, conf)
         self._conductor = conductor_rpcapi.ConductorAPI(conf, 'agent:%s' % host)
+        self.manager = agent_manager.AgentManager(host, driver, conf,
+                                                  on_job_end=self._job_ended)
         self._context = mc_context.get_admin_context(roles=['service'])
         self._server = None
         self._worker = None
@@ -92,6 +93,11 @@ class AgentService:
         self._worker_thread = threading.Thread(
             target=self._worker.start, name='heartbeat-%s' % self.host, daemon=True)
         self._worker_thread.start()
+
+    def _job_ended(self, migration_uuid, instance_uuid, state):
+        """Tell the conductor at once that a migration job ended (a cast)."""
+        self._conductor.migration_job_ended(self._context, migration_uuid,
+                                            instance_uuid, state)
 
     def report_now(self):
         """Send one heartbeat now; failures are logged, the next one will retry."""

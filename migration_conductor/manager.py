@@ -116,3 +116,10 @@ class ConductorManager:
     def force_complete_migration(self, context, migration_uuid):
         self._policy.authorize(context, 'migration_conductor:migration:force_complete')
         return self._migrations.force_complete(context, migration_uuid)
+
+    @expected
+    def migration_job_ended(self, context, migration_uuid, instance_uuid, state):
+        self._policy.authorize(context, 'migration_conductor:host:report')
+        LOG.debug('Migration %s instance %s: the source reports its job %s',
+                  migration_uuid, instance_uuid, state)
+        self._migrations.job_ended(migration_uuid)

@@ -34,11 +34,16 @@ def _check_uuid(value, what):
 class MigrationAPI:
     """Migration requests of one conductor; ``runner`` runs their flows."""
 
-    def __init__(self, conf, runner, agent_api, context):
+    def __init__(self, conf, runner, agent_api, context, job_events):
         self._conf = conf
         self._runner = runner
         self._agents = agent_api
         self._context = context
+        self._job_events = job_events
+
+    def job_ended(self, migration_uuid):
+        """Wake the monitor of ``migration_uuid`` if its flow runs in this conductor."""
+        self._job_events.notify(migration_uuid)
 
     def live_migrate(self, context, instance_uuid, host=None, force=False,
                      block_migration=fields.BlockMigration.AUTO):

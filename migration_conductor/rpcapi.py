@@ -7,6 +7,7 @@ number; a test checks they agree):
   list_instances.
 * 1.1 - Live migration: live_migrate, get_migration, list_migrations,
   abort_migration, force_complete_migration.
+* 1.2 - migration_job_ended: agents say at once that a job ended.
 
 Every method ``prepare()``s the lowest version that carries it, so a newer client can
 talk to an older conductor as long as it does not need a newer method.
@@ -16,7 +17,7 @@ import oslo_messaging as messaging
 
 from migration_conductor import rpc
 
-RPC_API_VERSION = '1.1'
+RPC_API_VERSION = '1.2'
 
 
 class ConductorAPI:
@@ -84,3 +85,9 @@ class ConductorAPI:
         cctxt = self.client.prepare(version='1.1')
         return cctxt.call(context, 'force_complete_migration',
                           migration_uuid=migration_uuid)
+
+    def migration_job_ended(self, context, migration_uuid, instance_uuid, state):
+        """The source agent's notice that a migration job ended (cast)."""
+        cctxt = self.client.prepare(version='1.2')
+        cctxt.cast(context, 'migration_job_ended', migration_uuid=migration_uuid,
+                   instance_uuid=instance_uuid, state=state)

@@ -69,11 +69,12 @@ class ConductorService:
         prepare_database(self._conf)
         context = mc_context.get_admin_context()
         agents = agent_rpcapi.AgentAPI(self._conf)
+        job_events = task_base.JobEvents()
         self.runner = flow_runner.FlowRunner(
-            self._conf, task_base.Services(self._conf, agents, context))
+            self._conf, task_base.Services(self._conf, agents, context, job_events))
         self.manager = conductor_manager.ConductorManager(
             self._conf, migration_api.MigrationAPI(self._conf, self.runner, agents,
-                                                   context))
+                                                   context, job_events))
         target = messaging.Target(topic=self._conf.conductor.topic, server=self._conf.host)
         self._server = rpc.get_server(self._conf, target, [self.manager])
         self._server.start()

@@ -23,6 +23,7 @@ import threading
 from taskflow import engines
 from taskflow import exceptions as taskflow_exc
 from taskflow.persistence import backends
+from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.persistence import models
 
 from db import api as db_api
@@ -42,13 +43,42 @@ def upgrade_persistence(connection_url):
         backend.close()
 
 
+class SharedConnectionBackend(impl_sqlalchemy.SQLAlchemyBackend):
+    """taskflow's SQL persistence, with one connection object for every caller.
+
+    NOTE: taskflow's storage asks the backend for a connection for every atom state it
+    saves, and each new connection builds its own MetaData and Table objects. Every
+    statement then misses SQLAlchemy's compiled-statement cache (keyed by the tables),
+    which measured as most of a migration's control-plane time, and fills that cache
+    with copies of the tables (the conductor's memory grew with each migration). The
+    connection keeps no state between operations (each opens its own transaction on
+    the shared, thread-safe engine, and close() does nothing), so one can serve all.
+    """
+
+    def __init__(self, conf, engine=None):
+        super().__init__(conf, engine=engine)
+        self._shared = None
+        self._shared_lock = threading.Lock()
+
+    def get_connection(self):
+        with self._shared_lock:
+            if self._shared is None:
+                self._shared = super().get_connection()
+            return self._shared
+
+    def close(self):
+        with self._shared_lock:
+            self._shared = None
+        super().close()
+
+
 class FlowRunner:
     """Creates, runs and resumes the flows of one conductor."""
 
     def __init__(self, conf, services):
         self._conf = conf
         self._services = services
-        self._backend = backends.fetch({'connection': conf.database.connection})
+        self._backend = SharedConnectionBackend({'connection': conf.database.connection})
         self._slots = threading.BoundedSemaphore(conf.conductor.migration_workers)
         self._threads = {}
         self._lock = threading.Lock()

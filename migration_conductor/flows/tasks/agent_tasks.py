@@ -155,8 +155,10 @@ class MonitorMigration(base.MigrationTask):
             state = job['state']
             if state == 'running':
                 self._record_progress(migration_uuid, instance_uuid, job['stats'])
-                time.sleep(conf.monitor_interval)
+                # Woken at once by the source's notice that the job ended.
+                self.services.job_events.wait(migration_uuid, conf.monitor_interval)
                 continue
+            self.services.job_events.forget(migration_uuid)
             if state == 'completed':
                 return {'force_completed': job.get('force_completed', False)}
             if state == 'cancelled':

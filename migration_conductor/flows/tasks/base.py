@@ -6,6 +6,7 @@ the services of the conductor that resumes it. Tasks run in the flow's engine th
 """
 
 import logging
+import threading
 
 from oslo_utils import timeutils
 from taskflow import task
@@ -21,10 +22,42 @@ LOG = logging.getLogger(__name__)
 class Services:
     """Dependencies of the tasks, shared by every flow of one conductor."""
 
-    def __init__(self, conf, agent_api, context):
+    def __init__(self, conf, agent_api, context, job_events=None):
         self.conf = conf
         self.agents = agent_api
         self.context = context
+        self.job_events = job_events or JobEvents()
+
+
+class JobEvents:
+    """Wakes a flow's monitor when the source agent says its job ended.
+
+    The notice is a cast that may reach another conductor or be lost: waiting is always
+    bounded by the monitor's polling interval, so a missed notice only delays.
+    Thread-safe: RPC threads notify, flow threads wait.
+    """
+
+    def __init__(self):
+        self._events = {}
+        self._lock = threading.Lock()
+
+    def _event(self, migration_uuid):
+        with self._lock:
+            return self._events.setdefault(migration_uuid, threading.Event())
+
+    def notify(self, migration_uuid):
+        self._event(migration_uuid).set()
+
+    def wait(self, migration_uuid, timeout):
+        """Wait up to ``timeout`` s for a notice; return whether one came."""
+        event = self._event(migration_uuid)
+        notified = event.wait(timeout)
+        event.clear()
+        return notified
+
+    def forget(self, migration_uuid):
+        with self._lock:
+            self._events.pop(migration_uuid, None)
 
 
 def get_migration(services, migration_uuid):
