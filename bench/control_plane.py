@@ -19,6 +19,7 @@ targets (as ratios) and saved under bench/results/.
 
 import argparse
 import collections
+import functools
 import json
 import os
 import statistics
@@ -78,6 +79,18 @@ def run_agents(config, events_path):
 
     simulated.SimulatedDriver.live_migrate = timed
     counts = collections.Counter()
+    # Incoming conductor -> agent calls, counted at the agents' endpoint.
+    from compute_agent import manager as agent_manager
+    for name in dir(agent_manager.AgentManager):
+        method = getattr(agent_manager.AgentManager, name)
+        if (name.startswith('_') or name in ('target', 'build_host_report')
+                or not callable(method)):
+            continue
+
+        def counting(self, context, *a, __method=method, __name=name, **kw):
+            counts.update(['conductor call %s' % __name])
+            return __method(self, context, *a, **kw)
+        setattr(agent_manager.AgentManager, name, functools.wraps(method)(counting))
     rpc.add_observer(lambda sender, kind, topic, server, method:
                      counts.update(['%s %s %s' % (sender.split(':')[0], kind, method)]))
     agents = [service.AgentService(conf, host, simulated.SimulatedDriver(host, conf))
@@ -168,7 +181,7 @@ def main():
                          client_counts.update([method]))
         ctx = mc_context.get_admin_context()
         guest = '0b0b0b0b-0000-4000-8000-000000000001'
-        db = pymysql.connect(database=db_name, **MARIADB_ADMIN)
+        db = pymysql.connect(database=db_name, autocommit=True, **MARIADB_ADMIN)
 
         def migrate_once():
             deadline = time.monotonic() + 60
@@ -189,7 +202,6 @@ def main():
             if status != 'completed':
                 raise SystemExit('bench: migration %s ended %s' % (migration.uuid,
                                                                    status))
-            db.commit()
             cur = db.cursor()
             cur.execute('SELECT UNIX_TIMESTAMP(finished_at) FROM migrations '
                         'WHERE uuid=%s', (migration.uuid,))
@@ -211,6 +223,7 @@ def main():
                          'job_end_to_completed_ms': (finished - event['ended']) * 1000})
         rss_after = _rss_kib(conductor.pid)
         client_polls = client_counts['get_migration']
+        db.close()
     finally:
         for proc in procs:
             if proc.stdin:
@@ -246,7 +259,8 @@ def main():
                               'growth_kib': rss_after - rss_before},
         'messages_per_migration': {
             'caller_to_conductor_calls': 1,
-            'agent_to_conductor': {k: round(v, 2) for k, v in agent_msgs.items()},
+            'between_conductor_and_agents': {k: round(v, 2)
+                                             for k, v in agent_msgs.items()},
             'caller_status_polls_excluded': round(client_polls / n, 1)},
         'nova_happy_path': NOVA,
     }
@@ -274,9 +288,9 @@ def _report(result, args):
                                         result['migrations_total'], rss['growth_kib'],
                                         100.0 * rss['growth_kib'] / rss['after_warmup']))
     msgs = result['messages_per_migration']
-    print('RPC messages per migration (agent side counts are per migration):')
+    print('RPC messages per migration (counted at the agents):')
     print('  caller -> conductor: 1 call (live_migrate); status polls excluded')
-    for name, value in sorted(msgs['agent_to_conductor'].items()):
+    for name, value in sorted(msgs['between_conductor_and_agents'].items()):
         print('  %-40s %6.2f' % (name, value))
     print('  Nova happy path: %(calls)d round trips + %(casts)d casts, '
           '%(compute_to_compute)d compute->compute calls' % result['nova_happy_path'])
