@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from migration_conductor.conf import groups
+
 agent_group = cfg.OptGroup(
     'agent', title='Compute agent options',
     help='Options of the per-host compute agent.')
@@ -44,8 +46,7 @@ agent_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(agent_group)
-    conf.register_opts(agent_opts, group=agent_group)
+    groups.register(conf, agent_group, agent_opts)
 
 
 def list_opts():

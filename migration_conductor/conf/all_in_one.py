@@ -7,6 +7,8 @@ its own virt driver and host name, exactly as they would as separate services.
 
 from oslo_config import cfg
 
+from migration_conductor.conf import groups
+
 all_in_one_group = cfg.OptGroup(
     'all_in_one', title='All-in-one mode',
     help='Agents run inside the conductor process (embedded default).')
@@ -28,8 +30,7 @@ all_in_one_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(all_in_one_group)
-    conf.register_opts(all_in_one_opts, group=all_in_one_group)
+    groups.register(conf, all_in_one_group, all_in_one_opts)
 
 
 def list_opts():

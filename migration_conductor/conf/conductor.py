@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from migration_conductor.conf import groups
+
 conductor_group = cfg.OptGroup(
     'conductor', title='Conductor options',
     help='Options of the migration conductor service.')
@@ -50,8 +52,7 @@ conductor_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(conductor_group)
-    conf.register_opts(conductor_opts, group=conductor_group)
+    groups.register(conf, conductor_group, conductor_opts)
 
 
 def list_opts():

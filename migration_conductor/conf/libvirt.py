@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from migration_conductor.conf import groups
+
 libvirt_group = cfg.OptGroup(
     'libvirt', title='libvirt driver options',
     help='Options of the libvirt virt driver of the compute agent.')
@@ -19,8 +21,7 @@ libvirt_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(libvirt_group)
-    conf.register_opts(libvirt_opts, group=libvirt_group)
+    groups.register(conf, libvirt_group, libvirt_opts)
 
 
 def list_opts():

@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from migration_conductor.conf import groups
+
 simulated_group = cfg.OptGroup(
     'simulated', title='Simulated virt driver options',
     help='Inventory of a host modelled by the simulated virt driver, and the speed of '
@@ -28,14 +30,7 @@ simulated_opts = [
 
 
 def register_opts(conf):
-    # NOTE: a new OptGroup per ConfigOpts. oslo.config keeps overrides in the group's
-    # option table, which a shared OptGroup object shares between ConfigOpts objects;
-    # several simulated hosts of one process (each with its own ConfigOpts) would then
-    # see each other's overrides.
-    group = cfg.OptGroup(simulated_group.name, title=simulated_group.title,
-                         help=simulated_group.help)
-    conf.register_group(group)
-    conf.register_opts(simulated_opts, group=group)
+    groups.register(conf, simulated_group, simulated_opts)
 
 
 def list_opts():
