@@ -5,8 +5,10 @@ A missing service fails the test with a message naming it; nothing is skipped.
 processes, as deployed, and drives them with ``migctl``.
 """
 
+import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import uuid
 import pytest
 
 from tests import db_fixtures
+from tools import lab as lab_api
 
 RABBIT = ('127.0.0.1', 5672)
 BIN = os.path.dirname(sys.executable)
@@ -29,6 +32,44 @@ def require_rabbitmq():
         pytest.fail('RabbitMQ is required at %s:%d and does not answer (%s); '
                     'start it with tools/services.sh' % (RABBIT + (exc,)))
     return 'rabbit://guest:guest@%s:%d/' % RABBIT
+
+
+def missing_lab_prerequisites():
+    """What this machine lacks to run lab hosts (empty when nothing)."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append('root privileges (namespaces, libvirtd)')
+    for tool in ('libvirtd', 'qemu-system-x86_64', 'gcc', 'unshare', 'apt-get', 'dpkg'):
+        if shutil.which(tool, path=os.environ.get('PATH', '') + ':/usr/sbin:/sbin') is None:
+            missing.append(tool)
+    try:
+        import libvirt  # noqa: F401
+        import libvirt_qemu  # noqa: F401
+    except ImportError as exc:
+        missing.append('libvirt-python (%s)' % exc)
+    return missing
+
+
+@contextlib.contextmanager
+def running_lab(state_dir, base_port, host_prefix, n_hosts=2):
+    """A lab of ``n_hosts`` running hosts, torn down afterwards.
+
+    Fails (never skips) when libvirt, QEMU or root are missing; stops the leftovers of
+    an interrupted earlier run first. Each test module uses its own state dir, ports
+    and host prefix, so labs never collide.
+    """
+    missing = missing_lab_prerequisites()
+    if missing:
+        pytest.fail('lab prerequisites missing: %s (run "python -m tools.lab install" as '
+                    'root)' % ', '.join(missing), pytrace=False)
+    lab = lab_api.Lab(state_dir=state_dir, base_port=base_port, host_prefix=host_prefix)
+    lab.stop()
+    try:
+        lab.install()
+        lab.start(n_hosts=n_hosts)
+        yield lab
+    finally:
+        lab.stop()
 
 
 def eventually(fetch, predicate, timeout=60, interval=1):

@@ -8,24 +8,18 @@ over TCP, with no database settings at all), and ``migctl`` as the operator's cl
 import pytest
 
 from tests.integration import conftest as int_conftest
-from tools import lab as lab_tools
 
 HEARTBEAT = 2
 
 
 @pytest.fixture(scope='module')
 def lab():
-    lab = lab_tools.Lab(state_dir='/var/tmp/mc-int-agents-lab', base_port=16820,
-                        host_prefix='int-')
-    lab.install()
-    hosts = lab.start(n_hosts=2)
-    guests = [lab.start_guest('int-guest-%d' % i, host.name, memory_mib=256,
-                              touch_mib=16, dirty_pps=50)
-              for i, host in enumerate(hosts, start=1)]
-    try:
+    with int_conftest.running_lab('/var/tmp/mc-int-agents-lab', 16820, 'int-') as lab:
+        hosts = lab.hosts()
+        guests = [lab.start_guest('int-guest-%d' % i, host.name, memory_mib=256,
+                                  touch_mib=16, dirty_pps=50)
+                  for i, host in enumerate(hosts, start=1)]
         yield lab, hosts, guests
-    finally:
-        lab.stop()
 
 
 @pytest.fixture(scope='module')

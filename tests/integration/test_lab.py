@@ -11,13 +11,13 @@ a message naming what is missing: this module never skips.
 """
 
 import os
-import shutil
 import threading
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests.integration import conftest as int_conftest
 from tools import lab as lab_api
 
 pytestmark = pytest.mark.timeout(300)
@@ -29,21 +29,6 @@ GUEST = 'tguest1'
 # Small on purpose: under TCG a busy guest costs a whole core of this 2-core machine.
 GUEST_SETTINGS = dict(memory_mib=256, touch_mib=32, dirty_pps=500)
 MIGRATION_TIMEOUT = 120
-
-
-def _missing_prerequisites():
-    missing = []
-    if os.geteuid() != 0:
-        missing.append('root privileges (namespaces, libvirtd)')
-    for tool in ('libvirtd', 'qemu-system-x86_64', 'gcc', 'unshare', 'apt-get', 'dpkg'):
-        if shutil.which(tool, path=os.environ.get('PATH', '') + ':/usr/sbin:/sbin') is None:
-            missing.append(tool)
-    try:
-        import libvirt  # noqa: F401
-        import libvirt_qemu  # noqa: F401
-    except ImportError as exc:
-        missing.append('libvirt-python (%s)' % exc)
-    return missing
 
 
 def _wait_for_seq_above(lab, name, seq, timeout=20):
@@ -104,16 +89,8 @@ def _lab_mounts(state_dir):
 
 @pytest.fixture(scope='module')
 def lab():
-    missing = _missing_prerequisites()
-    if missing:
-        pytest.fail('lab prerequisites missing: %s (run "python -m tools.lab install" as '
-                    'root)' % ', '.join(missing), pytrace=False)
-    lab = lab_api.Lab(state_dir=STATE_DIR, base_port=BASE_PORT, host_prefix=PREFIX)
-    lab.stop()  # leftovers of an interrupted earlier run
-    lab.install()
-    lab.start(n_hosts=2)
-    yield lab
-    lab.stop()
+    with int_conftest.running_lab(STATE_DIR, BASE_PORT, PREFIX) as lab:
+        yield lab
 
 
 @pytest.fixture(scope='module')

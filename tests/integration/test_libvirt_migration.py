@@ -12,8 +12,6 @@ is stopped at the end, and nothing of it is left running.
 Missing prerequisites (root, libvirt, QEMU, libvirt-python) make the tests FAIL.
 """
 
-import os
-import shutil
 import threading
 import time
 
@@ -21,6 +19,7 @@ import pytest
 
 from compute_agent.virt.libvirt import driver as libvirt_driver
 from migration_conductor import exception
+from tests.integration import conftest as int_conftest
 from tools import lab as lab_api
 
 pytestmark = pytest.mark.timeout(300)
@@ -44,34 +43,12 @@ MIGRATE_URI = lab_api.migration_params()['migrate_uri']
 TIMINGS = {}
 
 
-def _missing_prerequisites():
-    missing = []
-    if os.geteuid() != 0:
-        missing.append('root privileges (namespaces, libvirtd)')
-    for tool in ('libvirtd', 'qemu-system-x86_64', 'gcc', 'unshare'):
-        if shutil.which(tool, path=os.environ.get('PATH', '') + ':/usr/sbin:/sbin') is None:
-            missing.append(tool)
-    try:
-        import libvirt  # noqa: F401
-    except ImportError as exc:
-        missing.append('libvirt-python (%s)' % exc)
-    return missing
-
-
 @pytest.fixture(scope='module')
 def lab():
-    missing = _missing_prerequisites()
-    if missing:
-        pytest.fail('lab prerequisites missing: %s (run "python -m tools.lab install" as '
-                    'root)' % ', '.join(missing), pytrace=False)
-    lab = lab_api.Lab(state_dir=STATE_DIR, base_port=BASE_PORT, host_prefix=PREFIX)
-    lab.stop()  # leftovers of an interrupted earlier run
     try:
-        lab.install()
-        lab.start(n_hosts=2)
-        yield lab
+        with int_conftest.running_lab(STATE_DIR, BASE_PORT, PREFIX) as lab:
+            yield lab
     finally:
-        lab.stop()
         print('timings: %s' % ', '.join('%s %.1fs' % item for item in TIMINGS.items()))
 
 

@@ -11,7 +11,6 @@ import time
 import pytest
 
 from tests.integration import conftest as int_conftest
-from tools import lab as lab_tools
 
 # A 32 MiB/s link makes the stubborn guest (256 MiB dirtied at 100,000 pages/s,
 # about 390 MiB/s) never converge in pre-copy (LAB.md).
@@ -26,14 +25,8 @@ BANDWIDTH_MIB = 32
 
 @pytest.fixture(scope='module')
 def lab():
-    lab = lab_tools.Lab(state_dir='/var/tmp/mc-int-migration-lab', base_port=16860,
-                        host_prefix='mig-')
-    lab.install()
-    hosts = lab.start(n_hosts=2)
-    try:
-        yield lab, hosts
-    finally:
-        lab.stop()
+    with int_conftest.running_lab('/var/tmp/mc-int-migration-lab', 16860, 'mig-') as lab:
+        yield lab, lab.hosts()
 
 
 @pytest.fixture(scope='module')
@@ -176,3 +169,48 @@ def test_force_complete_finishes_a_migration_that_would_not_converge(lab, cloud,
     finished = cloud.migctl('migration', 'force-complete', migration_uuid, timeout=300)
     assert finished['status'] == 'completed', finished['error']
     _assert_beats_on(the_lab, 'mig-stubborn', hosts[1].name)
+
+
+# --- faults: a service killed mid-migration, then restarted -------------------------
+
+def _assert_invariants(cloud, the_lab, uuid, name, host):
+    """The guest runs on exactly one host, the records agree, no lock is left."""
+    _assert_beats_on(the_lab, name, host)
+    rows = {r['uuid']: r for r in cloud.migctl('instance', 'list')}
+    assert (rows[uuid]['host'], rows[uuid]['task_state']) == (host, None)
+
+
+@pytest.mark.parametrize('victim', ['conductor', 'source-agent', 'destination-agent'])
+def test_service_killed_mid_migration_then_restarted(lab, cloud, stubborn, victim):
+    """SIGKILL one service while the job runs; after its restart the migration ends.
+
+    The libvirt job lives in libvirtd: it goes on while the service is away. A restarted
+    conductor resumes the flow from its last task and re-attaches to the job; a
+    restarted source agent finds the job again from libvirt alone and can abort it; the
+    destination's incoming side lives in its libvirtd and is cleaned by its restarted
+    agent. The migration is then aborted: the guest must keep running on the source,
+    with nothing left on the destination and the records agreeing.
+
+    NOTE: it ends by abort, not force-complete: on these TCG lab hosts a long pre-copy
+    of this dirtying guest sometimes arrives corrupted even when paused first (see the
+    NOTE at the top), which would test QEMU rather than the conductor.
+    """
+    the_lab, hosts = lab
+    migration_uuid = _migrate(cloud, stubborn.uuid, '--host', hosts[1].name)
+    _running_for(cloud, migration_uuid, 2)
+    name = {'conductor': 'conductor', 'source-agent': hosts[0].name,
+            'destination-agent': hosts[1].name}[victim]
+    cloud.kill(name)
+    time.sleep(3)
+    if victim == 'conductor':
+        cloud.start_conductor()
+        int_conftest.eventually(
+            lambda: cloud.log('conductor'),
+            lambda log: 'Resumed 1 unfinished migration(s): %s' % migration_uuid in log,
+            timeout=30, interval=0.2)
+    else:
+        cloud.start_agent(hosts[0] if victim == 'source-agent' else hosts[1])
+    _running_for(cloud, migration_uuid, 1)
+    aborted = cloud.migctl('migration', 'abort', migration_uuid, timeout=300)
+    assert aborted['status'] == 'cancelled', aborted['error']
+    _assert_invariants(cloud, the_lab, stubborn.uuid, 'mig-stubborn', hosts[0].name)
