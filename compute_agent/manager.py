@@ -163,12 +163,9 @@ class AgentManager:
     @expected
     def cleanup_source(self, context, migration_uuid, instance_uuid):
         """Remove what the migration left on the source; the guest must not run here."""
-        state = self.driver.find_instance(instance_uuid)
-        if state == 'running':
-            raise exception.InstanceStateConflict(
-                instance_uuid=instance_uuid,
-                reason='it still runs on source %s; refusing to remove it' % self.host)
-        removed = self.driver.destroy_instance(instance_uuid) if state else False
+        removed = self._remove_stopped_copy(
+            instance_uuid,
+            'it still runs on source %s; refusing to remove it' % self.host)
         self.jobs.forget(migration_uuid)
         LOG.info('Migration %(m)s instance %(i)s: source %(host)s cleaned%(what)s',
                  {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
@@ -181,14 +178,21 @@ class AgentManager:
 
         A running guest here is never removed: then the migration did switch over.
         """
-        state = self.driver.find_instance(instance_uuid)
-        if state == 'running':
-            raise exception.InstanceStateConflict(
-                instance_uuid=instance_uuid,
-                reason='it runs on destination %s; refusing to roll back' % self.host)
-        removed = self.driver.destroy_instance(instance_uuid) if state else False
+        removed = self._remove_stopped_copy(
+            instance_uuid, 'it runs on destination %s; refusing to roll back' % self.host)
         self.tracker.release(migration_uuid)
         LOG.info('Migration %(m)s instance %(i)s: destination %(host)s rolled back%(what)s',
                  {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
                   'what': ' (incoming copy removed)' if removed else ''})
         return removed
+
+    def _remove_stopped_copy(self, instance_uuid, refusal):
+        """Destroy and undefine the guest here unless it runs; return what was removed.
+
+        :raises InstanceStateConflict: with ``refusal`` as reason, if the guest runs here.
+        """
+        state = self.driver.find_instance(instance_uuid)
+        if state == 'running':
+            raise exception.InstanceStateConflict(instance_uuid=instance_uuid,
+                                                  reason=refusal)
+        return self.driver.destroy_instance(instance_uuid) if state else False

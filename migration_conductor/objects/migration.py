@@ -10,8 +10,6 @@ from migration_conductor.objects import base
 from migration_conductor.objects import fields
 from migration_conductor.objects import migration_states
 
-_ERROR_COLUMNS = ('phase', 'host', 'code', 'message')
-
 
 @base.MigrationConductorObjectRegistry.register
 class MigrationError(base.MigrationConductorObject):
@@ -26,6 +24,13 @@ class MigrationError(base.MigrationConductorObject):
         'code': fields.StringField(),
         'message': fields.StringField(),
     }
+
+    # The Migration table stores each field as an ``error_<field>`` column.
+    FIELDS = ('phase', 'host', 'code', 'message')
+
+    def db_columns(self):
+        """The ``error_*`` column values of this error."""
+        return {'error_' + name: getattr(self, name) for name in self.FIELDS}
 
     def __str__(self):
         return '%s failed on %s: %s (%s)' % (self.phase, self.host or '-',
@@ -86,7 +91,7 @@ class Migration(base.MigrationConductorObject):
         obj = super().from_db_row(row)
         if row.get('error_code'):
             obj.error = MigrationError(**{name: row.get('error_' + name)
-                                          for name in _ERROR_COLUMNS})
+                                          for name in MigrationError.FIELDS})
         else:
             obj.error = None
         obj.obj_reset_changes(recursive=True)
@@ -96,9 +101,11 @@ class Migration(base.MigrationConductorObject):
         values = super().obj_db_values(only_changed=only_changed)
         if 'error' in (self.obj_what_changed() if only_changed else self.fields):
             if self.obj_attr_is_set('error'):
-                error = self.error
-                for name in _ERROR_COLUMNS:
-                    values['error_' + name] = getattr(error, name) if error else None
+                if self.error is not None:
+                    values.update(self.error.db_columns())
+                else:
+                    values.update({'error_' + name: None
+                                   for name in MigrationError.FIELDS})
         return values
 
 

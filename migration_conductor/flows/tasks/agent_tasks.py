@@ -220,9 +220,7 @@ class FinishOnDestination(base.MigrationTask):
             self.log(migration_uuid, instance_uuid, 'the job completed but the '
                      'destination %s did not confirm the guest: %s', dest_host, error,
                      level=base.logging.ERROR)
-            return {'ok': False, 'stats': None,
-                    'error': {name: getattr(error, name)
-                              for name in ('phase', 'host', 'code', 'message')}}
+            return {'ok': False, 'stats': None, 'error': error.db_columns()}
 
 
 class CleanupSource(base.MigrationTask):

@@ -60,11 +60,6 @@ class JobEvents:
             self._events.pop(migration_uuid, None)
 
 
-def get_migration(services, migration_uuid):
-    return objects.Migration.from_db_row(
-        db_api.migration_get(services.context, migration_uuid))
-
-
 def set_status(services, migration_uuid, target, **values):
     """Move the migration to ``target`` (validated), writing ``values`` with it.
 
@@ -125,14 +120,6 @@ def error_from_failure(phase, failure, host=None):
     return objects.MigrationError(phase=phase, host=host, code=code, message=message)
 
 
-def error_columns(error):
-    """The ``error_*`` column values of a MigrationError."""
-    return {'error_' + name: getattr(error, name)
-            for name in ('phase', 'host', 'code', 'message')}
-
-
 def now():
     return timeutils.utcnow()
 
-
-TERMINAL = states.TERMINAL_STATES

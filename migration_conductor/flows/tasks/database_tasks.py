@@ -55,7 +55,7 @@ class MarkMigrationFailedOnRevert(base.MigrationTask):
             if row['status'] not in states.TERMINAL_STATES:
                 values = {'finished_at': base.now()}
                 if (error is not None and not cancelled) or moved_to:
-                    values.update(base.error_columns(error))
+                    values.update(error.db_columns())
                 base.set_status(self.services, migration_uuid, target, **values)
             self.log(migration_uuid, instance_uuid, '%s: %s', target,
                      error or 'no error recorded', level=base.logging.WARNING)
@@ -133,11 +133,10 @@ class MarkMigrationCompleted(base.MigrationTask):
             # destination did not confirm it runs; an operator must look.
             unlock_instance(self.context, migration_uuid, instance_uuid, host=dest_host,
                             power_state=fields.PowerState.UNKNOWN)
-            error = objects.MigrationError(**finish_result['error'])
             self.status(migration_uuid, states.ERROR, finished_at=base.now(),
-                        **base.error_columns(error))
-            self.log(migration_uuid, instance_uuid, 'error: %s', error,
-                     level=base.logging.ERROR)
+                        **finish_result['error'])
+            self.log(migration_uuid, instance_uuid, 'error: %s',
+                     finish_result['error']['error_message'], level=base.logging.ERROR)
             return
         stats = finish_result.get('stats') or {}
         values = {'finished_at': base.now()}
