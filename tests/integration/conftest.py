@@ -72,6 +72,26 @@ def running_lab(state_dir, base_port, host_prefix, n_hosts=2):
         lab.stop()
 
 
+def last_heartbeat_seq(lab, name):
+    """Sequence number of guest ``name``'s last heartbeat (-1 before the first)."""
+    beats = lab.heartbeats(name)
+    return beats[-1][0] if beats else -1
+
+
+def wait_for_heartbeat_above(lab, name, seq, timeout=20):
+    """Wait until guest ``name`` beats past ``seq``; return the new sequence number."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last = last_heartbeat_seq(lab, name)
+        if last > seq:
+            return last
+        time.sleep(0.5)
+    beats = lab.heartbeats(name)
+    pytest.fail('guest %s: no heartbeat after seq %d within %ds (last: %s, console: %s)'
+                % (name, seq, timeout, beats[-1] if beats else None,
+                   lab.console_path(name)))
+
+
 def eventually(fetch, predicate, timeout=60, interval=1):
     """Poll ``fetch()`` until ``predicate`` holds; return the value."""
     deadline = time.monotonic() + timeout

@@ -31,18 +31,6 @@ GUEST_SETTINGS = dict(memory_mib=256, touch_mib=32, dirty_pps=500)
 MIGRATION_TIMEOUT = 120
 
 
-def _wait_for_seq_above(lab, name, seq, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        beats = lab.heartbeats(name)
-        if beats and beats[-1][0] > seq:
-            return beats[-1][0]
-        time.sleep(0.5)
-    beats = lab.heartbeats(name)
-    pytest.fail('guest %s: no heartbeat after seq %d within %ds (last: %s, console: %s)'
-                % (name, seq, timeout, beats[-1] if beats else None, lab.console_path(name)))
-
-
 def _lab_processes(state_dir, hosts_dir):
     """Live processes that belong to the lab: their /run is a host's run dir, or their
     command line mentions the state dir (QEMU's -kernel does)."""
@@ -140,7 +128,7 @@ def test_guest_runs_and_beats(lab, hosts):
     assert info.uuid == lab.config.guest_uuid(GUEST)
     first = lab.heartbeats(GUEST)[-1][0]
     time.sleep(3)
-    later = _wait_for_seq_above(lab, GUEST, first)
+    later = int_conftest.wait_for_heartbeat_above(lab, GUEST, first)
     assert later >= first + 2
     line = lab.heartbeats(GUEST)[-1][1]
     assert line.startswith('mc-heartbeat seq=%d ' % lab.heartbeats(GUEST)[-1][0])
@@ -186,8 +174,8 @@ def test_live_migration_keeps_the_guest_beating(lab, hosts):
         took = time.monotonic() - started
     finally:
         conn.close()
-    after = _wait_for_seq_above(lab, GUEST, before)
-    _wait_for_seq_above(lab, GUEST, after)
+    after = int_conftest.wait_for_heartbeat_above(lab, GUEST, before)
+    int_conftest.wait_for_heartbeat_above(lab, GUEST, after)
     listed = [g for g in lab.guests() if g.name == GUEST]
     assert [(g.host, g.state) for g in listed] == [('tlab-2', 'running')], listed
     assert listed[0].uuid == lab.config.guest_uuid(GUEST)

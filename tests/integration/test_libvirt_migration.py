@@ -67,21 +67,6 @@ def drivers(hosts):
         drv.cleanup()
 
 
-def _wait_for_seq_above(lab, name, seq, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        beats = lab.heartbeats(name)
-        if beats and beats[-1][0] > seq:
-            return beats[-1][0]
-        time.sleep(0.5)
-    pytest.fail('guest %s: no heartbeat after seq %d within %ds (console: %s)'
-                % (name, seq, timeout, lab.console_path(name)))
-
-
-def _last_seq(lab, name):
-    return lab.heartbeats(name)[-1][0]
-
-
 class Migration:
     """LibvirtDriver.live_migrate in a thread, as the agent runs it."""
 
@@ -167,7 +152,7 @@ def test_live_migration_moves_a_beating_guest(lab, hosts, drivers):
     instance = guest.uuid
     assert source.get_instance(instance)['power_state'] == 'running'
     assert source.get_completed_job_stats(instance) is None
-    before = _last_seq(lab, 'virt-light')
+    before = int_conftest.last_heartbeat_seq(lab, 'virt-light')
     migration = Migration(source, hosts[1], instance, bandwidth_mib=64)
     samples, incoming = [], set()
     while migration.thread.is_alive():
@@ -194,8 +179,8 @@ def test_live_migration_moves_a_beating_guest(lab, hosts, drivers):
     assert source.find_instance(instance) is None
     assert source.get_job_stats(instance) is None
     assert dest.get_instance(instance)['power_state'] == 'running'
-    after = _wait_for_seq_above(lab, 'virt-light', before)
-    _wait_for_seq_above(lab, 'virt-light', after)
+    after = int_conftest.wait_for_heartbeat_above(lab, 'virt-light', before)
+    int_conftest.wait_for_heartbeat_above(lab, 'virt-light', after)
     assert dest.find_instance(instance) == 'running', (
         'the guest died on the destination after the migration (see LIGHT above): see '
         '%s' % lab.console_path('virt-light'))
@@ -229,7 +214,7 @@ def test_abort_keeps_a_non_converging_guest_on_the_source(lab, hosts, drivers,
                                                           busy_guest):
     source, dest = drivers
     instance = busy_guest.uuid
-    before = _last_seq(lab, 'virt-busy')
+    before = int_conftest.last_heartbeat_seq(lab, 'virt-busy')
     migration = Migration(source, hosts[1], instance, bandwidth_mib=32)
     migration.wait_running()
     time.sleep(3)
@@ -245,7 +230,8 @@ def test_abort_keeps_a_non_converging_guest_on_the_source(lab, hosts, drivers,
     assert dest.find_instance(instance) is None
     assert source.get_job_stats(instance)['type'] == 'none'
     assert source.abort_job(instance) is False
-    _wait_for_seq_above(lab, 'virt-busy', max(before, _last_seq(lab, 'virt-busy')))
+    int_conftest.wait_for_heartbeat_above(
+        lab, 'virt-busy', max(before, int_conftest.last_heartbeat_seq(lab, 'virt-busy')))
 
 
 def test_pausing_forces_a_non_converging_migration_to_complete(lab, hosts, drivers,
@@ -258,7 +244,7 @@ def test_pausing_forces_a_non_converging_migration_to_complete(lab, hosts, drive
     assert migration.thread.is_alive()
     source.pause_instance(instance)
     assert source.find_instance(instance) == 'paused'
-    paused_seq = _last_seq(lab, 'virt-busy')
+    paused_seq = int_conftest.last_heartbeat_seq(lab, 'virt-busy')
     assert migration.join() == {'ok': True}
     TIMINGS['force-completed migration'] = migration.took
     assert source.find_instance(instance) is None
@@ -267,7 +253,7 @@ def test_pausing_forces_a_non_converging_migration_to_complete(lab, hosts, drive
     assert dest.find_instance(instance) == 'running'
     dest.resume_instance(instance)   # what the agent does after a force-complete: no-op
     assert dest.find_instance(instance) == 'running'
-    _wait_for_seq_above(lab, 'virt-busy', paused_seq)
+    int_conftest.wait_for_heartbeat_above(lab, 'virt-busy', paused_seq)
     stats = dest.get_completed_job_stats(instance)
     assert stats['type'] == 'completed'
     # Paused during the whole rest of the copy: the downtime is long.

@@ -49,17 +49,12 @@ def _guest_known(cloud, uuid):
                                              for r in rows))
 
 
-def _last_seq(the_lab, name):
-    beats = the_lab.heartbeats(name)
-    return beats[-1][0] if beats else -1
-
-
 def _assert_beats_on(the_lab, name, host, timeout=30):
     """The guest runs on ``host`` only and its heartbeat goes on increasing there."""
     guest = the_lab.guest(name)
     assert (guest.host, guest.state) == (host, 'running')
-    before = _last_seq(the_lab, name)
-    int_conftest.eventually(lambda: _last_seq(the_lab, name),
+    before = int_conftest.last_heartbeat_seq(the_lab, name)
+    int_conftest.eventually(lambda: int_conftest.last_heartbeat_seq(the_lab, name),
                             lambda seq: seq >= before + 2, timeout=timeout)
     on_hosts = [g.host for g in the_lab.guests() if g.name == name]
     assert on_hosts == [host], on_hosts
@@ -83,7 +78,7 @@ def beating(lab, cloud):
 
 def test_scheduler_chosen_destination(lab, cloud, beating):
     the_lab, hosts = lab
-    before = _last_seq(the_lab, 'mig-beat')
+    before = int_conftest.last_heartbeat_seq(the_lab, 'mig-beat')
     migration = cloud.wait_migration(_migrate(cloud, beating.uuid))
     assert migration['status'] == 'completed', migration['error']
     assert (migration['source_host'], migration['dest_host']) == (hosts[0].name,
@@ -91,7 +86,7 @@ def test_scheduler_chosen_destination(lab, cloud, beating):
     assert migration['downtime_ms'] is not None and migration['downtime_ms'] >= 0
     assert migration['memory_processed'] > 0 and migration['total_time_ms'] > 0
     _assert_beats_on(the_lab, 'mig-beat', hosts[1].name)
-    assert _last_seq(the_lab, 'mig-beat') > before
+    assert int_conftest.last_heartbeat_seq(the_lab, 'mig-beat') > before
     rows = cloud.migctl('instance', 'list', '--host', hosts[1].name)
     assert [(r['uuid'], r['task_state']) for r in rows] == [(beating.uuid, None)]
 
