@@ -23,6 +23,7 @@ from migration_conductor import exception
 from migration_conductor import manager as conductor_manager
 from migration_conductor import migration_api
 from migration_conductor import rpc
+from migration_conductor.flows import persistence as flow_persistence
 from migration_conductor.flows import runner as flow_runner
 from migration_conductor.flows.tasks import base as task_base
 
@@ -52,7 +53,7 @@ def prepare_database(conf):
                    % (db_migration.mask_password(url), current or 'none (empty)', head))
     # taskflow owns the schema of its persistence tables; bringing them up to date is
     # idempotent and cheap.
-    flow_runner.upgrade_persistence(url)
+    flow_persistence.upgrade_persistence(url)
     db_api.configure(url)
 
 

@@ -10,7 +10,7 @@ from oslo_config import cfg
 
 from db import migration as db_migration
 from migration_conductor import cmd
-from migration_conductor.flows import runner as flow_runner
+from migration_conductor.flows import persistence as flow_persistence
 
 PROG = 'migration-conductor-manage'
 
@@ -19,7 +19,7 @@ def _db_upgrade(conf):
     url = conf.database.connection
     before = db_migration.version(url)
     db_migration.upgrade(url, conf.command.revision)
-    flow_runner.upgrade_persistence(url)
+    flow_persistence.upgrade_persistence(url)
     after = db_migration.version(url)
     print('database %s: %s -> %s' % (db_migration.mask_password(url), before or 'empty',
                                     after))

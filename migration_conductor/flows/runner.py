@@ -18,58 +18,18 @@ unfinished flow; until the Redis jobboard claims flows per conductor, run one co
 
 import contextlib
 import logging
+import queue
 import threading
 
-from taskflow import engines
 from taskflow import exceptions as taskflow_exc
-from taskflow.persistence import backends
-from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.persistence import models
 
 from db import api as db_api
 from migration_conductor.flows import live_migration
+from migration_conductor.flows import persistence
 from migration_conductor.objects import migration_states as states
 
 LOG = logging.getLogger(__name__)
-
-
-def upgrade_persistence(connection_url):
-    """Create or upgrade taskflow's persistence tables in the conductor's database."""
-    backend = backends.fetch({'connection': connection_url})
-    try:
-        with contextlib.closing(backend.get_connection()) as conn:
-            conn.upgrade()
-    finally:
-        backend.close()
-
-
-class SharedConnectionBackend(impl_sqlalchemy.SQLAlchemyBackend):
-    """taskflow's SQL persistence, with one connection object for every caller.
-
-    NOTE: taskflow's storage asks the backend for a connection for every atom state it
-    saves, and each new connection builds its own MetaData and Table objects. Every
-    statement then misses SQLAlchemy's compiled-statement cache (keyed by the tables),
-    which measured as most of a migration's control-plane time, and fills that cache
-    with copies of the tables (the conductor's memory grew with each migration). The
-    connection keeps no state between operations (each opens its own transaction on
-    the shared, thread-safe engine, and close() does nothing), so one can serve all.
-    """
-
-    def __init__(self, conf, engine=None):
-        super().__init__(conf, engine=engine)
-        self._shared = None
-        self._shared_lock = threading.Lock()
-
-    def get_connection(self):
-        with self._shared_lock:
-            if self._shared is None:
-                self._shared = super().get_connection()
-            return self._shared
-
-    def close(self):
-        with self._shared_lock:
-            self._shared = None
-        super().close()
 
 
 class FlowRunner:
@@ -78,9 +38,11 @@ class FlowRunner:
     def __init__(self, conf, services):
         self._conf = conf
         self._services = services
-        self._backend = SharedConnectionBackend({'connection': conf.database.connection})
+        self._backend = persistence.SharedConnectionBackend(conf.database.connection)
         self._slots = threading.BoundedSemaphore(conf.conductor.migration_workers)
-        self._threads = {}
+        self._threads = {}      # migration uuid -> the thread running its flow
+        self._created = {}      # migration uuid -> flow detail, until its first run
+        self._idle_flows = queue.SimpleQueue()
         self._lock = threading.Lock()
 
     def create(self, migration_uuid, store):
@@ -91,6 +53,9 @@ class FlowRunner:
         book.add(detail)
         with contextlib.closing(self._backend.get_connection()) as conn:
             conn.save_logbook(book)
+        with self._lock:
+            # The first run takes the detail from here, not back from the database.
+            self._created[migration_uuid] = detail
 
     def run(self, migration_uuid):
         """Run (or resume) the flow of ``migration_uuid`` in a thread of its own."""
@@ -105,6 +70,10 @@ class FlowRunner:
         return thread
 
     def _load(self, migration_uuid):
+        with self._lock:
+            detail = self._created.pop(migration_uuid, None)
+        if detail is not None:
+            return detail
         with contextlib.closing(self._backend.get_connection()) as conn:
             try:
                 book = conn.get_logbook(migration_uuid)
@@ -115,20 +84,38 @@ class FlowRunner:
             row = db_api.migration_get(self._services.context, migration_uuid)
             self.create(migration_uuid, store_for(row))
             return self._load(migration_uuid)
-        return book, book.find(migration_uuid)
+        return book.find(migration_uuid)
 
     def _run(self, migration_uuid):
-        with self._slots:
-            book, detail = self._load(migration_uuid)
-            store = detail.meta['store']
-            flow = live_migration.get_live_migration_flow(self._services)
-            engine = engines.load(flow, store=store, flow_detail=detail, book=book,
-                                  backend=self._backend)
-            try:
-                engine.run()
-            except Exception as exc:
-                LOG.warning('Migration %s instance %s: flow reverted (%s)',
-                            migration_uuid, store.get('instance_uuid'), exc)
+        try:
+            with self._slots:
+                detail = self._load(migration_uuid)
+                store = detail.meta['store']
+                flow = self._take_flow()
+                engine = persistence.load(flow, detail, self._backend, store)
+                try:
+                    engine.run()
+                except Exception as exc:
+                    LOG.warning('Migration %s instance %s: flow reverted (%s)',
+                                migration_uuid, store.get('instance_uuid'), exc)
+                self._idle_flows.put(flow)
+        finally:
+            with self._lock:
+                if self._threads.get(migration_uuid) is threading.current_thread():
+                    del self._threads[migration_uuid]
+
+    def _take_flow(self):
+        """A flow object no engine is using, built if none is idle.
+
+        NOTE: building one costs milliseconds (taskflow inspects every task's
+        signature); a flow keeps no state of its own (that lives in the engine and
+        its storage), so one that ended is reused. There are never more than
+        ``migration_workers`` of them.
+        """
+        try:
+            return self._idle_flows.get_nowait()
+        except queue.Empty:
+            return live_migration.get_live_migration_flow(self._services)
 
     def resume_unfinished(self):
         """Resume every migration not in a terminal state; return their ids."""

@@ -79,6 +79,16 @@ def allowed_targets(current):
     return frozenset(_TRANSITIONS.get(current, ()))
 
 
+_SOURCES = {target: frozenset(source for source, targets in _TRANSITIONS.items()
+                              if target in targets)
+            for target in ALL_STATES}
+
+
+def allowed_sources(target):
+    """Return the set of statuses from which a migration may move to ``target``."""
+    return _SOURCES.get(target, frozenset())
+
+
 def check_transition(migration_uuid, current, target):
     """Validate ``current -> target``.
 

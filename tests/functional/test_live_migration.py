@@ -18,7 +18,7 @@ from migration_conductor import all_in_one
 from migration_conductor import context as mc_context
 from migration_conductor import exception
 from migration_conductor import rpc
-from migration_conductor.flows import runner as flow_runner
+from migration_conductor.flows import persistence as flow_persistence
 from migration_conductor.flows.tasks import agent_tasks
 from migration_conductor.flows.tasks import database_tasks
 from migration_conductor.flows.tasks import placement_tasks
@@ -32,7 +32,7 @@ HOSTS = ('sim-1', 'sim-2', 'sim-3')
 @pytest.fixture
 def cloud(tmp_path):
     with db_fixtures.api_on('sqlite', tmp_path) as url:
-        flow_runner.upgrade_persistence(url)
+        flow_persistence.upgrade_persistence(url)
         conf = conftest.make_conf(
             tmp_path, ['%s=simulated://' % h for h in HOSTS],
             {('simulated', 'time_scale'): 0.02,

@@ -63,20 +63,22 @@ class JobEvents:
 def set_status(services, migration_uuid, target, **values):
     """Move the migration to ``target`` (validated), writing ``values`` with it.
 
-    Idempotent for a resumed task: already at ``target`` only writes ``values``. The
-    update is conditional on the status read, so a concurrent change (an operator's
-    abort) is never overwritten.
+    One conditional UPDATE whose WHERE clause holds every status the state machine
+    allows to reach ``target``, and ``target`` itself: a resumed task that already
+    made the change only writes ``values`` again, and a concurrent change (an
+    operator's abort) is never overwritten.
 
-    :raises InvalidMigrationTransition: the state machine forbids it.
-    :raises MigrationStateConflict: another writer changed the status meanwhile.
+    :raises InvalidMigrationTransition: the state machine forbids the change from the
+        status the migration has (nothing is written).
     """
-    current = db_api.migration_get(services.context, migration_uuid)['status']
-    if current != target:
-        states.check_transition(migration_uuid, current, target)
     values['status'] = target
-    db_api.migration_update(services.context, migration_uuid, values,
-                            expected_status=current)
-    return current
+    try:
+        db_api.migration_update(services.context, migration_uuid, values,
+                                expected_status=sorted(
+                                    states.allowed_sources(target) | {target}))
+    except exception.MigrationStateConflict as exc:
+        states.check_transition(migration_uuid, exc.kwargs['actual'], target)
+        raise   # not reached: the machine forbids what the WHERE clause excluded
 
 
 class MigrationTask(task.Task):

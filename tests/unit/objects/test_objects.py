@@ -80,6 +80,20 @@ def test_every_in_flight_state_can_end():
         assert not states.allowed_targets(state), state
 
 
+def test_allowed_sources_are_exactly_the_states_the_machine_lets_through():
+    """set_status puts allowed_sources in a WHERE clause: it must match the machine."""
+    for target in states.ALL_STATES:
+        for current in states.ALL_STATES:
+            try:
+                states.check_transition('m', current, target)
+                allowed = True
+            except exception.InvalidMigrationTransition:
+                allowed = False
+            assert (current in states.allowed_sources(target)) == allowed, (
+                current, target)
+    assert states.allowed_sources(states.ACCEPTED) == frozenset()
+
+
 def test_status_is_an_enum():
     with pytest.raises(ValueError):
         objects.Migration(status='almost-done')
