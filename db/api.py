@@ -367,6 +367,30 @@ def migration_list(context, status=None, host=None, instance_uuid=None, limit=No
     return _list(context.session, statement)
 
 
+@context_manager.reader
+def migration_list_with_sizes(context, status, dest_host=None):
+    """Return migrations in ``status`` with their instance's size, in one query.
+
+    Each row is the migration's, plus ``instance_memory_mb`` and ``instance_vcpus``
+    (None when the instance row is gone): what the claims of in-flight migrations
+    weigh on their destinations.
+
+    :param context: RequestContext.
+    :param status: a status, or a list of statuses any of which matches.
+    :param dest_host: only migrations towards this host.
+    :returns: list of row dicts, oldest first.
+    """
+    table = _MIGRATIONS
+    statement = (sa.select(table, _INSTANCES.c.memory_mb.label('instance_memory_mb'),
+                           _INSTANCES.c.vcpus.label('instance_vcpus'))
+                 .outerjoin(_INSTANCES, _INSTANCES.c.uuid == table.c.instance_uuid)
+                 .where(table.c.status.in_(_as_tuple(status)))
+                 .order_by(table.c.created_at, table.c.id))
+    if dest_host is not None:
+        statement = statement.where(table.c.dest_host == dest_host)
+    return _list(context.session, statement)
+
+
 @context_manager.writer
 def migration_update(context, uuid, values, expected_status=None):
     """Update migration ``uuid``, atomically if ``expected_status`` is given.

@@ -47,19 +47,16 @@ class SelectDestinations(base.MigrationTask):
         return candidates
 
     def _in_flight(self, migration_uuid):
+        """Migrations in flight per host, and the memory claimed on each destination."""
         counts, memory = {}, {}
-        for row in db_api.migration_list(self.context,
-                                         status=sorted(states.IN_FLIGHT_STATES)):
+        for row in db_api.migration_list_with_sizes(
+                self.context, status=sorted(states.IN_FLIGHT_STATES)):
             if row['uuid'] == migration_uuid:
                 continue
             for host in (row['source_host'], row['dest_host']):
                 if host:
                     counts[host] = counts.get(host, 0) + 1
             if row['dest_host']:
-                try:
-                    size = db_api.instance_get(self.context,
-                                               row['instance_uuid'])['memory_mb']
-                except exception.InstanceNotFound:
-                    continue
-                memory[row['dest_host']] = memory.get(row['dest_host'], 0) + (size or 0)
+                memory[row['dest_host']] = (memory.get(row['dest_host'], 0)
+                                            + (row['instance_memory_mb'] or 0))
         return counts, memory

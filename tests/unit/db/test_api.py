@@ -283,6 +283,26 @@ def test_migration_list_filters_newest_first(sqlite_api, ctx):
             db_api.migration_list(ctx, limit=bad)
 
 
+def test_migration_list_with_sizes_joins_the_instances(backend_api, ctx):
+    db_api.instance_upsert(ctx, {'uuid': INSTANCE_UUID, 'host': 'node1',
+                                 'memory_mb': 2048, 'vcpus': 2})
+    gone = uuidutils.generate_uuid()
+    towards_2 = _migration(ctx, source_host='node1', dest_host='node2',
+                           status='running', instance_uuid=INSTANCE_UUID)['uuid']
+    orphan = _migration(ctx, source_host='node3', dest_host='node2',
+                        status='claiming', instance_uuid=gone)['uuid']
+    _migration(ctx, source_host='node1', dest_host='node3', status='completed',
+               instance_uuid=INSTANCE_UUID)
+
+    rows = db_api.migration_list_with_sizes(ctx, status=['running', 'claiming'])
+    assert [(r['uuid'], r['instance_memory_mb'], r['instance_vcpus']) for r in rows] \
+        == [(towards_2, 2048, 2), (orphan, None, None)]
+    assert [r['uuid'] for r in db_api.migration_list_with_sizes(
+        ctx, status='running', dest_host='node2')] == [towards_2]
+    assert db_api.migration_list_with_sizes(ctx, status='running',
+                                            dest_host='node3') == []
+
+
 def test_calls_share_the_callers_transaction(sqlite_api, ctx):
     db_api.instance_upsert(ctx, {'uuid': INSTANCE_UUID, 'host': 'node1'})
     with pytest.raises(exception.Invalid):
