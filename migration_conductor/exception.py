@@ -128,6 +128,17 @@ class MigrationNotRunning(Conflict):
     code = 'migration_not_running'
 
 
+class MigrationNotAbortable(Conflict):
+    msg_fmt = ('Migration %(migration_uuid)s is %(status)s: it can only be aborted '
+               'before its switch-over to the destination.')
+    code = 'migration_not_abortable'
+
+
+class MigrationAborted(Conflict):
+    msg_fmt = 'Migration %(migration_uuid)s was aborted by an operator.'
+    code = 'aborted'
+
+
 # --- virt driver -----------------------------------------------------------------------
 
 class HypervisorUnavailable(MigrationConductorError):

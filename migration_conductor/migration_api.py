@@ -123,23 +123,32 @@ class MigrationAPI:
                                               for r in rows])
 
     def abort(self, context, migration_uuid):
-        """Abort a running migration; the guest stays on the source.
+        """Abort a migration before its switch-over; the guest stays on the source.
 
-        :raises MigrationNotRunning: it is not running (nothing changes).
+        Before the job runs, the migration is marked ``cancelling`` and its flow rolls
+        back at its next step (claims released, destination cleaned). While the job
+        runs, the source agent is also asked to abort it.
+
+        :raises MigrationNotAbortable: it is past the switch-over or ended (nothing
+            changes).
         """
         migration = self.get(context, migration_uuid)
-        if migration.status not in (states.RUNNING, states.CANCELLING):
-            raise exception.MigrationNotRunning(migration_uuid=migration_uuid,
-                                                status=migration.status,
-                                                action='aborted')
+        if migration.status not in states.ABORTABLE_STATES:
+            raise exception.MigrationNotAbortable(migration_uuid=migration_uuid,
+                                                  status=migration.status)
         if migration.status != states.CANCELLING:
-            db_api.migration_update(context, migration_uuid,
-                                    {'status': states.CANCELLING},
-                                    expected_status=migration.status)
-        LOG.info('Migration %s instance %s: abort requested', migration_uuid,
-                 migration.instance_uuid)
-        self._agents.abort_migration(self._context, migration.source_host,
-                                     migration_uuid, migration.instance_uuid)
+            try:
+                db_api.migration_update(context, migration_uuid,
+                                        {'status': states.CANCELLING},
+                                        expected_status=migration.status)
+            except exception.MigrationStateConflict:
+                # The flow moved on meanwhile (e.g. the job started): decide again.
+                return self.abort(context, migration_uuid)
+        LOG.info('Migration %s instance %s: abort requested (it was %s)', migration_uuid,
+                 migration.instance_uuid, migration.status)
+        if migration.status in (states.RUNNING, states.CANCELLING):
+            self._agents.abort_migration(self._context, migration.source_host,
+                                         migration_uuid, migration.instance_uuid)
         return self.get(context, migration_uuid)
 
     def force_complete(self, context, migration_uuid):

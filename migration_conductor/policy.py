@@ -49,7 +49,7 @@ _API_RULES = [
         [{'method': 'RPC', 'path': 'list_migrations'}]),
     policy.DocumentedRuleDefault(
         'migration_conductor:migration:abort', ADMIN,
-        'Abort a running migration (the guest stays on the source).',
+        'Abort a migration before its switch-over (the guest stays on the source).',
         [{'method': 'RPC', 'path': 'abort_migration'}]),
     policy.DocumentedRuleDefault(
         'migration_conductor:migration:force_complete', ADMIN,
@@ -58,9 +58,11 @@ _API_RULES = [
         [{'method': 'RPC', 'path': 'force_complete_migration'}]),
     policy.DocumentedRuleDefault(
         'migration_conductor:host:report', 'rule:service_api',
-        'Register a compute agent and report its inventory and guests.',
+        'Register a compute agent, report its inventory and guests, and list the '
+        'claims it must hold.',
         [{'method': 'RPC', 'path': 'register_host'},
-         {'method': 'RPC', 'path': 'report_host_state'}]),
+         {'method': 'RPC', 'path': 'report_host_state'},
+         {'method': 'RPC', 'path': 'list_host_claims'}]),
 ]
 
 

@@ -204,7 +204,7 @@ class MigrationList(_TypedErrors, lister.Lister):
 
 
 class MigrationAbort(MigrationShow):
-    """Abort a running migration; the guest keeps running on the source."""
+    """Abort a migration before its switch-over; the guest keeps running on the source."""
 
     def take_action(self, parsed_args):
         self.app.conductor.abort_migration(self.app.context, parsed_args.migration)

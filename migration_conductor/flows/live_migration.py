@@ -3,7 +3,7 @@
     MarkMigrationFailedOnRevert      (on revert: failed/cancelled + reason, unlock)
     SelectDestinations               scheduling       -> candidates
     CheckSourceHost                  pre-checking     -> source_facts
-    retry over candidates (bounded by [conductor] max_placement_attempts):
+    TryCandidates: each candidate in turn (at most max_placement_attempts):
         CheckDestinationHost         pre-checking
         ClaimResourcesOnDestination  claiming         (revert: release the claim)
     PrepareDestination               preparing        (revert: remove incoming copy)
@@ -21,6 +21,7 @@ resumes it; its state lives in taskflow's persistence tables.
 from taskflow.patterns import linear_flow
 from taskflow import retry
 
+from migration_conductor import exception
 from migration_conductor.flows import constants as c
 from migration_conductor.flows.tasks import agent_tasks
 from migration_conductor.flows.tasks import database_tasks
@@ -37,6 +38,20 @@ _TASKS = (placement_tasks.SelectDestinations, agent_tasks.CheckSourceHost,
 database_tasks.PHASES.update({task.__name__: task.phase for task in _TASKS})
 
 
+class TryCandidates(retry.ParameterizedForEach):
+    """Check and claim each candidate destination in turn, best first.
+
+    A candidate whose checks or claim fail sends the flow to the next one; once they
+    are exhausted, or as soon as an operator aborted the migration (trying another
+    host would not help), the whole flow reverts.
+    """
+
+    def on_failure(self, values, history, *args, **kwargs):
+        if history.caused_by(exception.MigrationAborted):
+            return retry.REVERT_ALL
+        return super().on_failure(values, history, *args, **kwargs)
+
+
 def get_live_migration_flow(services):
     """Build the flow; ``services`` gives the tasks their dependencies."""
     flow = linear_flow.Flow(FLOW_NAME)
@@ -47,9 +62,8 @@ def get_live_migration_flow(services):
         'place-on-destination',
         # revert_all: once the candidates are exhausted the whole flow reverts (the
         # default would revert only this subflow and leave the migration unrecorded).
-        retry=retry.ParameterizedForEach('try-candidates', provides=c.DEST_HOST,
-                                         rebind={'values': c.CANDIDATES},
-                                         revert_all=True))
+        retry=TryCandidates('try-candidates', provides=c.DEST_HOST,
+                            rebind={'values': c.CANDIDATES}, revert_all=True))
     placement.add(agent_tasks.CheckDestinationHost(services),
                   agent_tasks.ClaimResourcesOnDestination(services))
     flow.add(placement)

@@ -39,9 +39,20 @@ ALL_STATES = (ACCEPTED, SCHEDULING, PRE_CHECKING, CLAIMING, PREPARING, QUEUED,
               CANCELLED, ERROR, FAILED)
 TERMINAL_STATES = frozenset((COMPLETED, CANCELLED, ERROR, FAILED))
 IN_FLIGHT_STATES = frozenset(ALL_STATES) - TERMINAL_STATES
+# The destination holds a claim for the migration: from the claim (taken while
+# ``claiming``) until the finish releases it (the arrived guest then counts as used)
+# or a rollback does (``cancelling`` still ends with one). Earlier states have no
+# destination claim yet; terminal states have released it.
+CLAIM_HELD_STATES = frozenset((CLAIMING, PREPARING, QUEUED, RUNNING, RUNNING_POSTCOPY,
+                               COMPLETING, CANCELLING))
+# An operator may abort until the switch-over: before the job starts (the flow rolls
+# back at its next step) and while it runs in pre-copy (the source aborts the job).
+ABORTABLE_STATES = frozenset((ACCEPTED, SCHEDULING, PRE_CHECKING, CLAIMING, PREPARING,
+                              QUEUED, RUNNING, CANCELLING))
 
-# Before the data moves: a failure or an abort ends the migration cleanly.
-_PRE_COPY_ENDINGS = (FAILED, ERROR, CANCELLED)
+# Before the data moves: a failure or an abort ends the migration cleanly. An abort
+# first marks it CANCELLING; the flow sees that at its next step and rolls back.
+_PRE_COPY_ENDINGS = (FAILED, ERROR, CANCELLED, CANCELLING)
 
 _TRANSITIONS = {
     ACCEPTED: (SCHEDULING,) + _PRE_COPY_ENDINGS,

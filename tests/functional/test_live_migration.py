@@ -9,10 +9,12 @@ structured reason when it failed.
 
 import collections
 import functools
+import threading
 import time
 
 import pytest
 
+from compute_agent import manager as agent_manager
 from db import api as db_api
 from migration_conductor import all_in_one
 from migration_conductor import context as mc_context
@@ -191,11 +193,99 @@ def test_abort_or_force_complete_of_a_finished_migration_is_refused(cloud):
     uuid = add_guest(cloud, 'sim-1', 'g7')
     migration_uuid = cloud.conductor.live_migrate(cloud.admin, uuid).uuid
     wait_for(cloud, migration_uuid)
-    for action in (cloud.conductor.abort_migration,
-                   cloud.conductor.force_complete_migration):
-        with pytest.raises(exception.MigrationNotRunning):
-            action(cloud.admin, migration_uuid)
+    with pytest.raises(exception.MigrationNotAbortable):
+        cloud.conductor.abort_migration(cloud.admin, migration_uuid)
+    with pytest.raises(exception.MigrationNotRunning):
+        cloud.conductor.force_complete_migration(cloud.admin, migration_uuid)
     assert cloud.conductor.get_migration(cloud.admin, migration_uuid).status == 'completed'
+
+
+def test_per_host_limit_queues_the_second_migration_until_the_first_ends(cloud):
+    cloud.conf.set_override('max_outbound_per_host', 1, group='conductor')
+    first = add_stubborn_guest(cloud, 'sim-1', 'g-first')
+    second = add_guest(cloud, 'sim-1', 'g-second')
+    first_uuid = cloud.conductor.live_migrate(cloud.admin, first, host='sim-2').uuid
+    wait_for(cloud, first_uuid, statuses=('running',))
+    second_uuid = cloud.conductor.live_migrate(cloud.admin, second, host='sim-3').uuid
+    queued = wait_for(cloud, second_uuid, statuses=('queued',) + TERMINAL)
+    assert queued.status == 'queued'
+    # Queued means claimed and prepared, not started: the guest is still only on sim-1.
+    assert [c['migration_uuid'] for c in claims(cloud)['sim-3']] == [second_uuid]
+    assert where(cloud, second) == {'sim-1': 'running'}
+
+    cloud.conductor.force_complete_migration(cloud.admin, first_uuid)
+    assert wait_for(cloud, first_uuid).status == 'completed'
+    migration = wait_for(cloud, second_uuid)
+    assert migration.status == 'completed', migration.error
+    assert where(cloud, second) == {'sim-3': 'running'}
+    assert claims(cloud) == {}
+
+
+def test_abort_while_queued_releases_the_claim_and_starts_nothing(cloud):
+    cloud.conf.set_override('max_outbound_per_host', 1, group='conductor')
+    first = add_stubborn_guest(cloud, 'sim-1', 'g-busy')
+    second = add_guest(cloud, 'sim-1', 'g-waiting')
+    first_uuid = cloud.conductor.live_migrate(cloud.admin, first, host='sim-2').uuid
+    wait_for(cloud, first_uuid, statuses=('running',))
+    second_uuid = cloud.conductor.live_migrate(cloud.admin, second, host='sim-3').uuid
+    assert wait_for(cloud, second_uuid, statuses=('queued',) + TERMINAL).status == \
+        'queued'
+
+    aborted = cloud.conductor.abort_migration(cloud.admin, second_uuid)
+    assert aborted.status == 'cancelling'
+    migration = wait_for(cloud, second_uuid)
+    assert migration.status == 'cancelled'
+    assert migration.error is None      # an operator's choice, not a failure
+    assert where(cloud, second) == {'sim-1': 'running'}
+    row = instance_row(cloud, second)
+    assert (row['host'], row['task_state']) == ('sim-1', None)
+    assert 'sim-3' not in claims(cloud)
+    # The first migration is untouched by it.
+    assert cloud.conductor.get_migration(cloud.admin, first_uuid).status == 'running'
+    cloud.conductor.abort_migration(cloud.admin, first_uuid)
+    assert wait_for(cloud, first_uuid).status == 'cancelled'
+    assert claims(cloud) == {}
+
+
+def test_abort_during_the_pre_checks_rolls_back_at_the_next_step(cloud, monkeypatch):
+    checking = threading.Event()
+    proceed = threading.Event()
+    original = agent_manager.AgentManager.check_destination
+
+    checked = []
+
+    @functools.wraps(original)
+    def slow_check(self, *args, **kwargs):
+        checked.append(self.host)
+        checking.set()
+        assert proceed.wait(30)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(agent_manager.AgentManager, 'check_destination', slow_check)
+    tried = []
+    original_task = agent_tasks.CheckDestinationHost.execute
+
+    @functools.wraps(original_task)
+    def counted(self, migration_uuid, instance_uuid, dest_host, *args, **kwargs):
+        tried.append(dest_host)
+        return original_task(self, migration_uuid, instance_uuid, dest_host, *args,
+                             **kwargs)
+
+    monkeypatch.setattr(agent_tasks.CheckDestinationHost, 'execute', counted)
+    uuid = add_guest(cloud, 'sim-1', 'g-checked')
+    # The scheduler picks: two candidates, and the abort must not move on to the other.
+    migration_uuid = cloud.conductor.live_migrate(cloud.admin, uuid).uuid
+    assert checking.wait(30)
+    assert cloud.conductor.get_migration(cloud.admin, migration_uuid).status == \
+        'pre-checking'
+
+    assert cloud.conductor.abort_migration(cloud.admin, migration_uuid).status == \
+        'cancelling'
+    proceed.set()
+    migration = wait_for(cloud, migration_uuid)
+    assert migration.status == 'cancelled'
+    assert len(checked) == 1 and tried == checked, (checked, tried)
+    assert_on_source_untouched(cloud, uuid, 'sim-1')
 
 
 # --- failures ----------------------------------------------------------------------------

@@ -110,6 +110,15 @@ class StartMigrationOnSource(base.MigrationTask):
         self.services.agents.start_migration(
             self.context, source_host, migration_uuid, instance_uuid,
             dest['libvirt_uri'], destination['migrate_uri'], options)
+        # NOTE: an abort accepted between the RUNNING status and the job's start asked
+        # the source to abort a job it did not have yet; ask again now that it runs.
+        # (An abort accepted after this read finds the job on the source.)
+        if (db_api.migration_get(self.context, migration_uuid)['status']
+                == states.CANCELLING):
+            self.log(migration_uuid, instance_uuid, 'aborted while the job started: '
+                     'aborting it on %s', source_host)
+            self.services.agents.abort_migration(self.context, source_host,
+                                                 migration_uuid, instance_uuid)
 
     def revert(self, migration_uuid, instance_uuid, source_host, *args, **kwargs):
         try:

@@ -68,6 +68,8 @@ def set_status(services, migration_uuid, target, **values):
     made the change only writes ``values`` again, and a concurrent change (an
     operator's abort) is never overwritten.
 
+    :raises MigrationAborted: an operator aborted the migration (it is
+        ``cancelling``) and ``target`` is a step forward (nothing is written).
     :raises InvalidMigrationTransition: the state machine forbids the change from the
         status the migration has (nothing is written).
     """
@@ -77,6 +79,8 @@ def set_status(services, migration_uuid, target, **values):
                                 expected_status=sorted(
                                     states.allowed_sources(target) | {target}))
     except exception.MigrationStateConflict as exc:
+        if exc.kwargs['actual'] == states.CANCELLING:
+            raise exception.MigrationAborted(migration_uuid=migration_uuid)
         states.check_transition(migration_uuid, exc.kwargs['actual'], target)
         raise   # not reached: the machine forbids what the WHERE clause excluded
 

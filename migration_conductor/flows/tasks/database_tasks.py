@@ -119,6 +119,9 @@ class WaitForMigrationSlot(base.MigrationTask):
                          '%s and %d arrive on %s', outbound, source_host, inbound,
                          dest_host)
                 queued = True
+            elif (db_api.migration_get(self.context, migration_uuid)['status']
+                  == states.CANCELLING):
+                raise exception.MigrationAborted(migration_uuid=migration_uuid)
             time.sleep(conf.monitor_interval)
 
 
