@@ -9,6 +9,8 @@ with the database:
 * every reported domain becomes (or updates) the Instance of the same UUID, on this host;
 * an instance recorded on this host but no longer reported is marked ``missing``.
 
+It also tells a (re)started agent which claims it must hold: :func:`claims_for_host`.
+
 An instance owned by a migration (``task_state`` set) is left alone: during a live
 migration both hosts report the domain, and only the migration flow may move it.
 
@@ -25,6 +27,7 @@ from db import api as db_api
 from migration_conductor import exception
 from migration_conductor import objects
 from migration_conductor.objects import fields
+from migration_conductor.objects import migration_states as states
 
 LOG = logging.getLogger(__name__)
 
@@ -67,6 +70,34 @@ def record_report(context, report, service_down_time):
             db_api.instance_update(context, row_instance['uuid'],
                                    {'power_state': fields.PowerState.MISSING})
     return host_from_row(row, service_down_time)
+
+
+def claims_for_host(context, host):
+    """The claims ``host`` must hold for migrations towards it, from the database.
+
+    One claim per migration whose destination is ``host`` and whose status is one of
+    :data:`~migration_conductor.objects.migration_states.CLAIM_HELD_STATES`, sized as
+    its instance. A migration whose instance size is unknown is left out (logged): no
+    honest claim can be made for it.
+
+    :param context: RequestContext.
+    :param host: the destination host's name.
+    :returns: list of dicts ``{'migration_uuid', 'instance_uuid', 'memory_mb',
+        'vcpus'}``, oldest migration first.
+    """
+    claims = []
+    for row in db_api.migration_list_with_sizes(
+            context, status=sorted(states.CLAIM_HELD_STATES), dest_host=host):
+        if row['instance_memory_mb'] is None or row['instance_vcpus'] is None:
+            LOG.warning('Migration %(m)s instance %(i)s: its size is unknown, so host '
+                        '%(host)s is not told to hold a claim for it',
+                        {'m': row['uuid'], 'i': row['instance_uuid'], 'host': host})
+            continue
+        claims.append({'migration_uuid': row['uuid'],
+                       'instance_uuid': row['instance_uuid'],
+                       'memory_mb': row['instance_memory_mb'],
+                       'vcpus': row['instance_vcpus']})
+    return claims
 
 
 def _record_instance(context, host_name, instance, service_down_time):

@@ -59,6 +59,12 @@ class ConductorManager:
         LOG.debug('Heartbeat from host %(host)s with %(n)d guest(s)',
                   {'host': report.host.host, 'n': len(report.instances)})
 
+    @expected
+    def list_host_claims(self, context, host):
+        """(1.3) The claims an agent must hold, e.g. after it restarted."""
+        self._policy.authorize(context, 'migration_conductor:host:report')
+        return inventory.claims_for_host(context, host)
+
     # --- operators and nova-api ------------------------------------------------------------
 
     @expected

@@ -8,6 +8,7 @@ number; a test checks they agree):
 * 1.1 - Live migration: live_migrate, get_migration, list_migrations,
   abort_migration, force_complete_migration.
 * 1.2 - migration_job_ended: agents say at once that a job ended.
+* 1.3 - list_host_claims: a restarted agent learns the claims it must hold.
 
 Every method ``prepare()``s the lowest version that carries it, so a newer client can
 talk to an older conductor as long as it does not need a newer method.
@@ -17,7 +18,7 @@ import oslo_messaging as messaging
 
 from migration_conductor import rpc
 
-RPC_API_VERSION = '1.2'
+RPC_API_VERSION = '1.3'
 
 
 class ConductorAPI:
@@ -91,3 +92,12 @@ class ConductorAPI:
         cctxt = self.client.prepare(version='1.2')
         cctxt.cast(context, 'migration_job_ended', migration_uuid=migration_uuid,
                    instance_uuid=instance_uuid, state=state)
+
+    def list_host_claims(self, context, host, timeout=None):
+        """The claims ``host`` must hold for migrations towards it (call).
+
+        :returns: list of dicts ``{'migration_uuid', 'instance_uuid', 'memory_mb',
+            'vcpus'}``.
+        """
+        cctxt = self.client.prepare(version='1.3', timeout=timeout)
+        return cctxt.call(context, 'list_host_claims', host=host)
