@@ -40,7 +40,7 @@ class AgentManager:
         self._migration_address = conf.agent.migration_address
         self.tracker = resource_tracker.ResourceTracker(
             host, driver, conf.agent.reserved_host_memory_mb,
-            conf.agent.cpu_allocation_ratio)
+            conf.agent.cpu_allocation_ratio, conf.agent.claims_restore_timeout)
         self.jobs = migration_jobs.MigrationJobs(
             host, driver, conf.agent.migration_start_timeout, on_end=on_job_end)
 
@@ -85,6 +85,8 @@ class AgentManager:
         """Can this host take the instance described by ``source`` (from check_source)?
 
         :raises CPUIncompatible, InsufficientResources, InstanceStateConflict.
+        :raises DestinationRefused: this agent restarted and does not know yet the claims
+            it holds (see :meth:`ResourceTracker.restore`).
         """
         present = self.driver.find_instance(instance_uuid)
         if present == 'running':
@@ -93,7 +95,8 @@ class AgentManager:
                 reason='it already runs on the destination %s' % self.host)
         self.driver.check_cpu_compatible(source.get('cpu_xml'))
         instance = source['instance']
-        self.tracker.check(instance_uuid, instance['memory_mb'], instance['vcpus'])
+        self.tracker.check(migration_uuid, instance_uuid, instance['memory_mb'],
+                           instance['vcpus'])
         LOG.info('Migration %(m)s instance %(i)s: destination %(host)s checked',
                  {'m': migration_uuid, 'i': instance_uuid, 'host': self.host})
         return {'host': self.host}

@@ -2,8 +2,16 @@
 
 Start-up order: connect to the hypervisor (fail fast with the URI in the message), start
 the RPC server on ``[agent] topic`` with this host's name as server, register with the
-conductor (a call, retried until the conductor answers), then report every
-``[agent] heartbeat_interval`` seconds (casts) from a futurist periodic worker thread.
+conductor (a call, retried until the conductor answers), restore the claims the conductor
+says this host holds (a call), then report every ``[agent] heartbeat_interval`` seconds
+(casts) from a futurist periodic worker thread.
+
+NOTE: the claims cannot be restored before the RPC server starts: the agent registers
+(and so is known to answer) only once it serves. Between the server's start and the
+restore, a pre-check or claim from the conductor waits in the resource tracker (at most
+``[agent] claims_restore_timeout`` seconds, then it is refused and the conductor tries
+another destination), so it is never served with a forgotten claim; a release is served
+at once and the restore does not bring that claim back.
 
 Several agents may live in one process (all-in-one mode, tests): nothing here reads
 ``[DEFAULT] host`` or the libvirt URI directly; the caller passes the host and driver.
@@ -18,6 +26,7 @@ import oslo_messaging as messaging
 
 from compute_agent import manager as agent_manager
 from migration_conductor import context as mc_context
+from migration_conductor import exception
 from migration_conductor import rpc
 from migration_conductor import rpcapi as conductor_rpcapi
 
@@ -79,8 +88,28 @@ class AgentService:
                 continue
             LOG.info('Host %s registered with the conductor (enabled=%s)',
                      self.host, recorded.enabled)
+            self._restore_claims()
             self.registered.set()
             return
+
+    def _restore_claims(self):
+        """Hold again the claims of migrations towards this host (after a restart).
+
+        A conductor that cannot list them (older than 1.3, or not answering) does not
+        stop the agent: it starts with no claims, and says so.
+        """
+        try:
+            claims = self._conductor.list_host_claims(
+                self._context, self.host, timeout=_REGISTER_CALL_TIMEOUT)
+        except (messaging.MessagingException,
+                exception.MigrationConductorError) as exc:
+            LOG.warning('Host %s: could not list the claims it held before it started '
+                        '(%s); serving with none, so claims of migrations already in '
+                        'flight towards it are not counted', self.host, exc)
+            claims = []
+        restored = self.manager.tracker.restore(claims)
+        LOG.info('Host %s: %d claim(s) of migrations in flight restored',
+                 self.host, len(restored))
 
     def _start_heartbeats(self):
         interval = self._conf.agent.heartbeat_interval

@@ -38,6 +38,12 @@ agent_opts = [
                  default=4.0, min=0.0,
                  help='vCPUs this host may give to guests per physical CPU; claims for '
                       'incoming migrations fail beyond it.'),
+    cfg.IntOpt('claims_restore_timeout',
+               default=30, min=1,
+               help='Seconds a pre-check or claim for an incoming migration waits, after '
+                    'this agent started, for the agent to learn from the conductor the '
+                    'claims it held before it restarted; past it the request is refused. '
+                    'Keep it below [conductor] rpc_response_timeout.'),
     cfg.IntOpt('migration_start_timeout',
                default=30, min=1,
                help='Seconds to wait for the libvirt migration job to appear after the '
