@@ -116,6 +116,36 @@ class DestinationRefused(MigrationConductorError):
     code = 'destination_refused'
 
 
+class DestinationIsSource(DestinationRefused):
+    msg_fmt = 'Host %(host)s cannot be the destination: it is the source host.'
+    code = 'destination_is_source'
+
+
+class HostUnavailable(DestinationRefused):
+    """The host is down (no recent heartbeat) or disabled by an operator."""
+
+    msg_fmt = 'Host %(host)s cannot be the destination: it is %(state)s.'
+    code = 'host_unavailable'
+
+
+class HypervisorTypeMismatch(DestinationRefused):
+    msg_fmt = ('Host %(host)s cannot be the destination: its hypervisor type '
+               '%(dest_type)s differs from the source\'s %(source_type)s.')
+    code = 'hypervisor_type_mismatch'
+
+
+class DestinationTooOld(DestinationRefused):
+    msg_fmt = ('Host %(host)s cannot be the destination: its %(what)s %(dest_version)s '
+               'is older than the source\'s %(source_version)s.')
+    code = 'destination_older'
+
+
+class StorageIncompatible(DestinationRefused):
+    msg_fmt = ('Host %(host)s cannot be the destination: the storage of instance '
+               '%(instance_uuid)s is not compatible: %(reason)s')
+    code = 'storage_incompatible'
+
+
 class InstanceAlreadyMigrating(Conflict):
     msg_fmt = ('Instance %(instance_uuid)s is already being moved by migration '
                '%(migration_uuid)s.')

@@ -50,7 +50,7 @@ class MigrationAPI:
         """Accept a live migration; return the Migration (``accepted``).
 
         :raises Invalid, InstanceNotFound, InstanceNotRunning, HostNotFound,
-            DestinationRefused, InstanceAlreadyMigrating.
+            DestinationIsSource, InstanceAlreadyMigrating.
         """
         _check_uuid(instance_uuid, 'instance')
         if block_migration not in fields.BlockMigration.ALL:
@@ -67,8 +67,7 @@ class MigrationAPI:
         if host is not None:
             db_api.compute_host_get(context, host)
             if host == instance['host']:
-                raise exception.DestinationRefused(host=host,
-                                                   reason='it is the source host')
+                raise exception.DestinationIsSource(host=host)
         migration_uuid = uuidutils.generate_uuid()
         values = {'uuid': migration_uuid, 'instance_uuid': instance_uuid,
                   'migration_type': fields.MigrationType.LIVE,

@@ -16,47 +16,56 @@ from migration_conductor import exception
 Candidate = collections.namedtuple('Candidate', 'host reason')
 
 
-def _safety_reason(host, source, service_down_time):
-    """Why ``host`` can never take a guest from ``source`` (None if it can)."""
+def _safety_refusal(host, source, service_down_time):
+    """Why ``host`` can never take a guest from ``source``: an error, or None."""
     if host.host == source.host:
-        return 'it is the source host'
+        return exception.DestinationIsSource(host=host.host)
     if not host.heartbeat_is_recent(service_down_time):
-        return 'it is down (no heartbeat for %d s)' % service_down_time
+        return exception.HostUnavailable(
+            host=host.host, state='down (no heartbeat for %d s)' % service_down_time)
     if host.hypervisor_type != source.hypervisor_type:
-        return 'hypervisor type %s differs from the source\'s %s' % (
-            host.hypervisor_type, source.hypervisor_type)
-    if host.hypervisor_version < source.hypervisor_version:
-        return 'hypervisor version %s is older than the source\'s %s' % (
-            host.hypervisor_version, source.hypervisor_version)
-    if host.service_version < source.service_version:
-        return 'agent version %s is older than the source\'s %s' % (
-            host.service_version, source.service_version)
+        return exception.HypervisorTypeMismatch(host=host.host,
+                                                dest_type=host.hypervisor_type,
+                                                source_type=source.hypervisor_type)
+    for what, attr in (('hypervisor version', 'hypervisor_version'),
+                       ('agent version', 'service_version')):
+        if getattr(host, attr) < getattr(source, attr):
+            return exception.DestinationTooOld(
+                host=host.host, what=what, dest_version=getattr(host, attr),
+                source_version=getattr(source, attr))
     return None
 
 
-def _filter_reason(host, instance, inflight_memory_mb):
+def _filter_refusal(host, instance, inflight_memory_mb):
     if not host.enabled:
-        return 'it is disabled (%s)' % (host.disabled_reason or 'no reason given')
+        return exception.HostUnavailable(
+            host=host.host,
+            state='disabled (%s)' % (host.disabled_reason or 'no reason given'))
     free = (host.memory_mb_free or 0) - inflight_memory_mb.get(host.host, 0)
     if free < instance.memory_mb:
-        return 'not enough free memory (%d MiB free, %d MiB needed)' % (
-            free, instance.memory_mb)
+        return exception.InsufficientResources(
+            host=host.host, instance_uuid=instance.uuid, resource='memory (MiB)',
+            requested=instance.memory_mb, free=free)
     if host.vcpus < instance.vcpus:
-        return 'not enough vCPUs (%d, %d needed)' % (host.vcpus, instance.vcpus)
+        return exception.InsufficientResources(
+            host=host.host, instance_uuid=instance.uuid, resource='vCPUs',
+            requested=instance.vcpus, free=host.vcpus)
     return None
 
 
 def check_host(host, source, instance, service_down_time, force=False,
                inflight_memory_mb=None):
-    """Return why ``host`` cannot be the destination, or None if it can.
+    """Return why ``host`` cannot be the destination (a typed error), or None.
 
     :param force: only the safety checks (host up, not the source, same hypervisor
         type, version not older).
+    :returns: None, or the error to raise: DestinationIsSource, HostUnavailable,
+        HypervisorTypeMismatch, DestinationTooOld or InsufficientResources.
     """
-    reason = _safety_reason(host, source, service_down_time)
-    if reason is None and not force:
-        reason = _filter_reason(host, instance, inflight_memory_mb or {})
-    return reason
+    refusal = _safety_refusal(host, source, service_down_time)
+    if refusal is None and not force:
+        refusal = _filter_refusal(host, instance, inflight_memory_mb or {})
+    return refusal
 
 
 def select_destinations(hosts, source, instance, service_down_time, limit,
@@ -74,12 +83,12 @@ def select_destinations(hosts, source, instance, service_down_time, limit,
     inflight_memory_mb = inflight_memory_mb or {}
     passed, refused = [], []
     for host in hosts:
-        reason = check_host(host, source, instance, service_down_time,
-                            inflight_memory_mb=inflight_memory_mb)
-        if reason is None:
+        refusal = check_host(host, source, instance, service_down_time,
+                             inflight_memory_mb=inflight_memory_mb)
+        if refusal is None:
             passed.append(host)
         elif host.host != source.host:
-            refused.append('%s: %s' % (host.host, reason))
+            refused.append('%s (%s)' % (refusal.message, refusal.code))
     if not passed:
         raise exception.NoValidHost(
             instance_uuid=instance.uuid,

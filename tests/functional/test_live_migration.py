@@ -144,7 +144,7 @@ def test_named_disabled_host_is_refused_but_forced_host_is_not(cloud):
         cloud.admin, uuid, host='sim-2').uuid)
     assert refused.status == 'failed'
     assert (refused.error.phase, refused.error.code, refused.error.host) == (
-        'place', 'destination_refused', 'sim-2')
+        'place', 'host_unavailable', 'sim-2')
     assert 'disabled' in refused.error.message
     assert_on_source_untouched(cloud, uuid, 'sim-1')
     forced = wait_for(cloud, cloud.conductor.live_migrate(
@@ -393,7 +393,7 @@ def _snapshot(cloud):
     ({'instance_uuid': 'not-a-uuid'}, exception.Invalid),
     ({'instance_uuid': '00000000-0000-4000-8000-000000000000'}, exception.InstanceNotFound),
     ({'host': 'no-such-host'}, exception.HostNotFound),
-    ({'host': 'sim-1'}, exception.DestinationRefused),
+    ({'host': 'sim-1'}, exception.DestinationIsSource),
     ({'force': True}, exception.Invalid),
     ({'block_migration': 'maybe'}, exception.Invalid),
 ])

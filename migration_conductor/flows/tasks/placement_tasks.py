@@ -31,10 +31,11 @@ class SelectDestinations(base.MigrationTask):
             dest = hosts.get(requested_dest)
             if dest is None:
                 raise exception.HostNotFound(host=requested_dest)
-            reason = scheduler.check_host(dest, source, instance, down_time, force=force,
-                                          inflight_memory_mb=inflight_memory)
-            if reason:
-                raise exception.DestinationRefused(host=requested_dest, reason=reason)
+            refusal = scheduler.check_host(dest, source, instance, down_time,
+                                           force=force,
+                                           inflight_memory_mb=inflight_memory)
+            if refusal is not None:
+                raise refusal
             candidates = [requested_dest]
         else:
             candidates = scheduler.select_destinations(
