@@ -19,6 +19,7 @@ before the restore is remembered, so the restore does not bring that claim back.
 
 import logging
 import threading
+import time
 
 from migration_conductor import exception
 
@@ -38,6 +39,7 @@ class ResourceTracker:
         self._cpu_ratio = cpu_allocation_ratio
         self._restore_timeout = restore_timeout
         self._claims = {}
+        self._held_since = {}   # migration id -> time.monotonic() when first held
         self._lock = threading.Lock()
         self._restored = threading.Event()
         self._released_before_restore = set()   # migration ids, guarded by _lock
@@ -105,6 +107,7 @@ class ResourceTracker:
             claim = {'migration_uuid': migration_uuid, 'instance_uuid': instance_uuid,
                      'host': self.host, 'memory_mb': memory_mb, 'vcpus': vcpus}
             self._claims[migration_uuid] = claim
+            self._held_since[migration_uuid] = time.monotonic()
         LOG.info('Migration %(m)s instance %(i)s: claimed %(mem)s MiB and %(cpu)s vCPUs '
                  'on host %(host)s', {'m': migration_uuid, 'i': instance_uuid,
                                       'mem': memory_mb, 'cpu': vcpus, 'host': self.host})
@@ -114,6 +117,7 @@ class ResourceTracker:
         """Drop the claim of ``migration_uuid``; return whether there was one."""
         with self._lock:
             claim = self._claims.pop(migration_uuid, None)
+            self._held_since.pop(migration_uuid, None)
             if not self._restored.is_set():
                 self._released_before_restore.add(migration_uuid)
         if claim is not None:
@@ -149,6 +153,7 @@ class ResourceTracker:
                          'instance_uuid': values['instance_uuid'], 'host': self.host,
                          'memory_mb': values['memory_mb'], 'vcpus': values['vcpus']}
                 self._claims[migration_uuid] = claim
+                self._held_since[migration_uuid] = time.monotonic()
                 restored.append(dict(claim))
             self._released_before_restore.clear()
             self._restored.set()
@@ -159,3 +164,31 @@ class ResourceTracker:
                       'mem': claim['memory_mb'], 'cpu': claim['vcpus'],
                       'host': self.host})
         return restored
+
+    def reconcile(self, listed, asked_at):
+        """Drop the claims the conductor no longer lists for this host.
+
+        A claim can outlive its migration when the agent missed the release (it
+        restarted between the conductor's listing and the rollback, or a release call
+        was lost); it would keep room promised to nobody. Only claims held since
+        before ``asked_at`` are judged: one taken while the listing was on its way is
+        not in it yet.
+
+        :param listed: the conductor's ``list_host_claims`` answer.
+        :param asked_at: ``time.monotonic()`` taken before the listing was requested.
+        :returns: the claims dropped (dicts).
+        """
+        wanted = {claim['migration_uuid'] for claim in listed}
+        with self._lock:
+            stale = [m for m, since in self._held_since.items()
+                     if m not in wanted and since < asked_at]
+            dropped = [self._claims.pop(m) for m in stale]
+            for migration_uuid in stale:
+                del self._held_since[migration_uuid]
+        for claim in dropped:
+            LOG.warning('Migration %(m)s instance %(i)s: dropped its claim on host '
+                        '%(host)s (%(mem)s MiB, %(cpu)s vCPUs): the conductor no longer '
+                        'lists it', {'m': claim['migration_uuid'],
+                                     'i': claim['instance_uuid'], 'host': self.host,
+                                     'mem': claim['memory_mb'], 'cpu': claim['vcpus']})
+        return dropped

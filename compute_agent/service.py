@@ -4,7 +4,8 @@ Start-up order: connect to the hypervisor (fail fast with the URI in the message
 the RPC server on ``[agent] topic`` with this host's name as server, register with the
 conductor (a call, retried until the conductor answers), restore the claims the conductor
 says this host holds (a call), then report every ``[agent] heartbeat_interval`` seconds
-(casts) from a futurist periodic worker thread.
+(casts) from a futurist periodic worker thread, which also compares the claims held
+with the conductor's list every ``[agent] claims_reconcile_interval`` seconds.
 
 NOTE: the claims cannot be restored before the RPC server starts: the agent registers
 (and so is known to answer) only once it serves. Between the server's start and the
@@ -92,6 +93,22 @@ class AgentService:
             self.registered.set()
             return
 
+    def _list_claims(self):
+        return self._conductor.list_host_claims(self._context, self.host,
+                                                timeout=_REGISTER_CALL_TIMEOUT)
+
+    def reconcile_claims(self):
+        """Drop the claims the conductor no longer lists (see ResourceTracker)."""
+        asked_at = time.monotonic()
+        try:
+            listed = self._list_claims()
+        except (messaging.MessagingException,
+                exception.MigrationConductorError) as exc:
+            LOG.warning('Host %s: could not list its claims to compare them (%s); '
+                        'trying again later', self.host, exc)
+            return []
+        return self.manager.tracker.reconcile(listed, asked_at)
+
     def _restore_claims(self):
         """Hold again the claims of migrations towards this host (after a restart).
 
@@ -99,8 +116,7 @@ class AgentService:
         stop the agent: it starts with no claims, and says so.
         """
         try:
-            claims = self._conductor.list_host_claims(
-                self._context, self.host, timeout=_REGISTER_CALL_TIMEOUT)
+            claims = self._list_claims()
         except (messaging.MessagingException,
                 exception.MigrationConductorError) as exc:
             LOG.warning('Host %s: could not list the claims it held before it started '
@@ -118,7 +134,14 @@ class AgentService:
         def report_host_state():
             self.report_now()
 
-        self._worker = periodics.PeriodicWorker([(report_host_state, None, None)])
+        callables = [(report_host_state, None, None)]
+        reconcile_interval = self._conf.agent.claims_reconcile_interval
+        if reconcile_interval:
+            @periodics.periodic(spacing=reconcile_interval, run_immediately=False)
+            def reconcile_claims():
+                self.reconcile_claims()
+            callables.append((reconcile_claims, None, None))
+        self._worker = periodics.PeriodicWorker(callables)
         self._worker_thread = threading.Thread(
             target=self._worker.start, name='heartbeat-%s' % self.host, daemon=True)
         self._worker_thread.start()

@@ -44,6 +44,12 @@ agent_opts = [
                     'this agent started, for the agent to learn from the conductor the '
                     'claims it held before it restarted; past it the request is refused. '
                     'Keep it below [conductor] rpc_response_timeout.'),
+    cfg.IntOpt('claims_reconcile_interval',
+               default=60, min=0,
+               help='Seconds between two comparisons of the claims this agent holds with '
+                    'the ones the conductor lists for its host; a claim the conductor no '
+                    'longer lists (its migration ended while the release was missed) is '
+                    'dropped. 0 disables the comparison.'),
     cfg.IntOpt('migration_start_timeout',
                default=30, min=1,
                help='Seconds to wait for the libvirt migration job to appear after the '

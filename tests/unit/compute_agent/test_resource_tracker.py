@@ -1,6 +1,7 @@
 """ResourceTracker: claims restored after a restart, and the wait for that restore."""
 
 import threading
+import time
 
 import pytest
 
@@ -116,4 +117,39 @@ def test_claim_and_check_are_refused_when_the_restore_does_not_come():
     assert HOST in str(info.value) and 'restarted' in str(info.value)
     with pytest.raises(exception.DestinationRefused):
         tracker.check(M1, I1, 1024, 1)
+    assert tracker.claims() == []
+
+
+# --- reconcile: claims the conductor no longer lists -----------------------------------
+
+def test_reconcile_drops_a_claim_the_conductor_no_longer_lists():
+    tracker = make_tracker()
+    tracker.restore([])
+    tracker.claim(M1, I1, 4096, 2)
+    tracker.claim(M2, I2, 1024, 1)
+    asked_at = time.monotonic()
+
+    dropped = tracker.reconcile([claim_of(M2, I2, memory_mb=1024, vcpus=1)], asked_at)
+
+    assert [c['migration_uuid'] for c in dropped] == [M1]
+    assert [c['migration_uuid'] for c in tracker.claims()] == [M2]
+    # The room is free again: the same 4096 MiB can be claimed by another migration.
+    tracker.claim(M3, I3, 4096, 2)
+
+
+def test_reconcile_keeps_a_claim_taken_while_the_listing_was_on_its_way():
+    tracker = make_tracker()
+    tracker.restore([])
+    asked_at = time.monotonic()
+    tracker.claim(M1, I1, 4096, 2)      # after the question, so not in the answer
+
+    assert tracker.reconcile([], asked_at) == []
+    assert [c['migration_uuid'] for c in tracker.claims()] == [M1]
+
+
+def test_reconcile_judges_restored_claims_too():
+    tracker = make_tracker()
+    tracker.restore([claim_of(M1, I1)])
+    assert tracker.reconcile([claim_of(M1, I1)], time.monotonic()) == []
+    assert [c['migration_uuid'] for c in tracker.reconcile([], time.monotonic())] == [M1]
     assert tracker.claims() == []

@@ -60,3 +60,24 @@ def test_an_agent_whose_claims_cannot_be_listed_still_starts_serving(agent, capl
     claim = agent.manager.tracker.claim(CLAIM['migration_uuid'], CLAIM['instance_uuid'],
                                         CLAIM['memory_mb'], CLAIM['vcpus'])
     assert claim['host'] == HOST
+
+
+def test_reconcile_drops_the_claims_the_conductor_no_longer_lists(agent):
+    agent._conductor.list_host_claims.return_value = [CLAIM]
+    agent._register(timeout=1)
+    agent._conductor.list_host_claims.return_value = []     # its migration ended
+
+    dropped = agent.reconcile_claims()
+
+    assert [c['migration_uuid'] for c in dropped] == [CLAIM['migration_uuid']]
+    assert agent.manager.tracker.claims() == []
+
+
+def test_reconcile_keeps_every_claim_when_the_conductor_does_not_answer(agent):
+    agent._conductor.list_host_claims.return_value = [CLAIM]
+    agent._register(timeout=1)
+    agent._conductor.list_host_claims.side_effect = messaging.MessagingTimeout('no')
+
+    assert agent.reconcile_claims() == []
+    assert [c['migration_uuid'] for c in agent.manager.tracker.claims()] == [
+        CLAIM['migration_uuid']]
