@@ -13,6 +13,18 @@ while other threads read its statistics, pause the guest or abort the job.
 The instance and migration methods raise only the typed errors of
 :mod:`migration_conductor.exception` (never a hypervisor library's own exceptions), so
 they cross RPC intact.
+
+Storage: a disk is described by a plain dict (see :data:`DISK_KEYS`). Whether a
+destination shares a disk with the source is decided from storage pool identity only
+(:meth:`ComputeDriver.shares_disk`), never from marker files written on one host and
+looked for on another.
+
+NOTE: the convention operators follow is that a pool on shared storage (NFS, a cluster
+file system) is defined WITH THE SAME UUID on every host that mounts it, and that a local
+pool has a UUID of its own on each host (what ``virsh pool-define`` gives by default). A
+disk is then shared with a destination iff the destination has an active pool of the
+same UUID holding a volume at the same path. A disk that is in no pool on the source is
+never shared.
 """
 
 import abc
@@ -35,6 +47,11 @@ JOB_STATS_KEYS = ('type', 'memory_total', 'memory_processed', 'memory_remaining'
                   'disk_total', 'disk_processed', 'disk_remaining', 'dirty_rate',
                   'iteration', 'expected_downtime_ms', 'downtime_ms', 'total_time_ms',
                   'postcopy')
+# The keys of a disk dict (ComputeDriver.get_instance_disks): the guest's device name
+# ('vda'), the path of the file or block device, its format as the domain definition
+# declares it ('qcow2', 'raw'; None when it declares none: never probed), and the UUID of
+# the storage pool holding the volume at that path (None when it is in no pool).
+DISK_KEYS = ('target', 'path', 'format', 'pool_uuid')
 JOB_TYPES = ('none', 'unbounded', 'bounded', 'completed', 'failed', 'cancelled')
 ACTIVE_JOB_TYPES = ('unbounded', 'bounded')
 
@@ -53,6 +70,11 @@ def normalize_migration_options(options, instance_uuid=None):
     merged.update((key, value) for key, value in options.items()
                   if key in MIGRATION_OPTION_DEFAULTS)
     return merged
+
+
+def make_disk(target, path, disk_format=None, pool_uuid=None):
+    """A disk dict (see :data:`DISK_KEYS`)."""
+    return {'target': target, 'path': path, 'format': disk_format, 'pool_uuid': pool_uuid}
 
 
 def empty_job_stats(job_type):
@@ -142,6 +164,46 @@ class ComputeDriver(abc.ABC):
 
         :returns: True if something was removed, False if nothing was there.
         """
+
+    # --- storage ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_instance_disks(self, instance_uuid):
+        """Return the guest's disks, as the source reports them for the destination.
+
+        Only disk devices backed by a file, a block device or a pool volume count;
+        CD-ROMs, floppies, disks without a source and network disks are left out.
+
+        :param instance_uuid: the domain UUID.
+        :returns: a list of disk dicts (keys :data:`DISK_KEYS`), sorted by target; an
+            empty list for a diskless guest (kernel and initramfs).
+        :raises DomainNotFound: the guest is not defined here.
+        :raises HypervisorCallFailed: the hypervisor could not describe it.
+        """
+
+    @abc.abstractmethod
+    def has_pool_volume(self, pool_uuid, path):
+        """Whether this host has an ACTIVE storage pool ``pool_uuid`` with a volume at
+        ``path``.
+
+        A failing hypervisor lookup counts as "no" (logged), not as an error: a
+        destination that cannot prove it shares a disk does not share it.
+
+        :returns: bool.
+        """
+
+    def shares_disk(self, disk):
+        """Whether this host (a destination) shares ``disk`` (reported by the source).
+
+        See the module's NOTE: same pool UUID, active here, with a volume at the same
+        path. A disk in no pool on the source is never shared.
+
+        :param disk: a disk dict (keys :data:`DISK_KEYS`).
+        :returns: bool.
+        """
+        if not disk.get('pool_uuid') or not disk.get('path'):
+            return False
+        return self.has_pool_volume(disk['pool_uuid'], disk['path'])
 
     # --- migration ---------------------------------------------------------------------------
 

@@ -5,6 +5,14 @@ host's inventory (from the ``[simulated]`` options), a set of domains that tests
 remove, and live migrations between simulated hosts of the same process, timed by the
 pre-copy model of :mod:`compute_agent.virt.simulated_precopy`. It runs no guest.
 
+Storage: a domain may have disks (the disk dicts of :mod:`compute_agent.virt.driver`,
+declared by the test with ``add_domain(disks=...)``) and a host may have storage pools
+(``add_pool(uuid, paths)``: the volume paths it holds). A test models shared storage by
+adding a pool of the same UUID and paths to several hosts, local storage by pools of
+distinct UUIDs, as operators do (see the NOTE of the driver interface). A migration
+takes the domain's disks along; nothing is copied (the simulated data plane carries
+memory only).
+
 Hosts: every SimulatedDriver registers itself, by host name, in a process-wide registry
 when created (and again in ``init_host``) and leaves it in ``cleanup``; a later driver
 of the same name replaces an earlier one. ``live_migrate(dest_uri='simulated://<host>')``
@@ -58,13 +66,15 @@ def get_simulated_host(name):
 class _Domain:
     """One domain of a simulated host (guarded by the module lock)."""
 
-    def __init__(self, uuid, name, memory_mb, vcpus, power_state, dirty_rate_mib):
+    def __init__(self, uuid, name, memory_mb, vcpus, power_state, dirty_rate_mib,
+                 disks=()):
         self.uuid = uuid
         self.name = name
         self.memory_mb = memory_mb
         self.vcpus = vcpus
         self.power_state = power_state
         self.dirty_rate_mib = dirty_rate_mib
+        self.disks = [dict(disk) for disk in disks]
         self.job = None              # _Job while this copy is a migration's source
         self.incoming = False        # the destination copy of a running migration
         self.completed_stats = None  # of the last migration that ended here
@@ -94,6 +104,7 @@ class SimulatedDriver(driver.ComputeDriver):
         super().__init__(host)
         self._conf = conf
         self._domains = {}
+        self._pools = {}             # pool UUID -> {'paths': set, 'active': bool}
         self._connected = False
         self._fail_next = None
         self.host_uuid = str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, 'simulated.' + host))
@@ -145,17 +156,29 @@ class SimulatedDriver(driver.ComputeDriver):
     # --- test controls ----------------------------------------------------------------
 
     def add_domain(self, name, memory_mb=512, vcpus=1, uuid=None,
-                   power_state='running', dirty_rate_mib=0):
+                   power_state='running', dirty_rate_mib=0, disks=None):
         """Define a domain on this simulated host; returns its UUID.
 
         :param dirty_rate_mib: MiB/s the guest dirties while it runs.
+        :param disks: its disks, as dicts with keys target and path, and optionally
+            format and pool_uuid (None when missing); None: a diskless guest.
         """
         domain_uuid = uuid or str(uuidlib.uuid4())
+        disks = [driver.make_disk(d['target'], d['path'], d.get('format'),
+                                  d.get('pool_uuid')) for d in disks or ()]
         with _CHANGED:
             self._domains[domain_uuid] = _Domain(domain_uuid, name, memory_mb, vcpus,
-                                                 power_state, dirty_rate_mib)
+                                                 power_state, dirty_rate_mib, disks)
             _CHANGED.notify_all()
         return domain_uuid
+
+    def add_pool(self, pool_uuid, paths=(), active=True):
+        """Define (or redefine) storage pool ``pool_uuid`` holding volumes at ``paths``.
+
+        Add the same pool to several hosts to model shared storage.
+        """
+        with _LOCK:
+            self._pools[pool_uuid.lower()] = {'paths': set(paths), 'active': active}
 
     def set_dirty_rate(self, domain_uuid, dirty_rate_mib):
         """Change how fast a guest dirties its memory (MiB/s while it runs)."""
@@ -220,6 +243,18 @@ class SimulatedDriver(driver.ComputeDriver):
         LOG.info('Instance %s: %s on simulated host %s', instance_uuid,
                  'destroyed and undefined' if removed else 'nothing to destroy', self.host)
         return removed is not None
+
+    # --- storage ------------------------------------------------------------------------------
+
+    def get_instance_disks(self, instance_uuid):
+        with _LOCK:
+            disks = [dict(disk) for disk in self._lookup(instance_uuid).disks]
+        return sorted(disks, key=lambda disk: disk['target'])
+
+    def has_pool_volume(self, pool_uuid, path):
+        with _LOCK:
+            pool = self._pools.get(pool_uuid.lower())
+            return bool(pool and pool['active'] and path in pool['paths'])
 
     # --- migration ---------------------------------------------------------------------------
 
@@ -311,7 +346,7 @@ class SimulatedDriver(driver.ComputeDriver):
             domain.memory_mb * MIB, bandwidth_mib * MIB, max_downtime_ms / 1000.0,
             auto_converge=options['auto_converge'])
         incoming = _Domain(instance_uuid, domain.name, domain.memory_mb, domain.vcpus,
-                           'paused', domain.dirty_rate_mib)
+                           'paused', domain.dirty_rate_mib, domain.disks)
         incoming.incoming = True
         dest._domains[instance_uuid] = incoming
         failure, self._fail_next = self._fail_next, None

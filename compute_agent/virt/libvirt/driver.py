@@ -2,7 +2,8 @@
 
 All libvirt access goes through :class:`compute_agent.virt.libvirt.host.Host` (the only
 module that imports ``libvirt``); migration specifics live in
-:mod:`compute_agent.virt.libvirt.migration`. This module maps both to the driver
+:mod:`compute_agent.virt.libvirt.migration`, disks and storage pools in
+:mod:`compute_agent.virt.libvirt.storage`. This module maps both to the driver
 interface and turns libvirt's errors into the project's typed errors.
 
 Concurrency: no state of its own besides the Host; every method may be called from any
@@ -15,6 +16,7 @@ import logging
 from compute_agent.virt import driver
 from compute_agent.virt.libvirt import host as libvirt_host
 from compute_agent.virt.libvirt import migration
+from compute_agent.virt.libvirt import storage
 from migration_conductor import exception
 
 LOG = logging.getLogger(__name__)
@@ -140,6 +142,20 @@ class LibvirtDriver(driver.ComputeDriver):
         LOG.info('Instance %s: %s on host %s', instance_uuid,
                  'destroyed and undefined' if removed else 'already gone', self.host)
         return removed
+
+    # --- storage ---------------------------------------------------------------------------
+
+    def get_instance_disks(self, instance_uuid):
+        dom = self._get(instance_uuid)
+        with self._libvirt_errors('read the disks of', instance_uuid):
+            try:
+                return storage.domain_disks(self._host, dom, instance_uuid)
+            except libvirt_host.libvirtError as exc:
+                self._vanished(instance_uuid, exc)
+                raise
+
+    def has_pool_volume(self, pool_uuid, path):
+        return storage.has_pool_volume(self._host, pool_uuid, path)
 
     # --- migration -------------------------------------------------------------------------
 
