@@ -15,14 +15,19 @@ import oslo_messaging as messaging
 from compute_agent import migration_jobs
 from compute_agent import resource_tracker
 from compute_agent import rpcapi
+from compute_agent import storage
 from migration_conductor import exception
 from migration_conductor import objects
+from migration_conductor.objects import fields
 
 LOG = logging.getLogger(__name__)
 
 # Bumped when an agent starts reporting something a conductor must know about; the
-# conductor's scheduler refuses destinations older than the source.
-SERVICE_VERSION = 1
+# conductor's scheduler refuses destinations older than the source, and calls an agent
+# with the newest RPC version its service version serves (rpcapi.SERVICE_VERSION_CAPS).
+# 1: live migration (RPC 1.1); 2: the source reports disks, the destination judges
+# storage (RPC 1.2).
+SERVICE_VERSION = 2
 
 # Typed errors are answers to the conductor, not faults of the agent.
 expected = messaging.expected_exceptions(exception.MigrationConductorError)
@@ -64,7 +69,10 @@ class AgentManager:
     def check_source(self, context, migration_uuid, instance_uuid):
         """Facts of the source for the destination's checks.
 
+        :returns: a dict with the instance, cpu_xml, hypervisor_type,
+            hypervisor_version and disks (the driver's disk dicts, with their pools).
         :raises DomainNotFound, InstanceNotRunning: the guest cannot leave from here.
+        :raises HypervisorCallFailed: its disks could not be read.
         """
         instance = self.driver.get_instance(instance_uuid)
         if instance['power_state'] != 'running':
@@ -72,19 +80,27 @@ class AgentManager:
                                                power_state=instance['power_state'],
                                                host=self.host)
         inventory = self.driver.get_host_inventory()
+        disks = self.driver.get_instance_disks(instance_uuid)
         LOG.info('Migration %(m)s instance %(i)s: source %(host)s checked (%(mem)s MiB, '
-                 '%(cpu)s vCPUs)', {'m': migration_uuid, 'i': instance_uuid,
-                                    'host': self.host, 'mem': instance['memory_mb'],
-                                    'cpu': instance['vcpus']})
+                 '%(cpu)s vCPUs, %(disks)d disk(s))',
+                 {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
+                  'mem': instance['memory_mb'], 'cpu': instance['vcpus'],
+                  'disks': len(disks)})
         return {'instance': instance, 'cpu_xml': inventory['cpu_xml'],
                 'hypervisor_type': inventory['hypervisor_type'],
-                'hypervisor_version': inventory['hypervisor_version']}
+                'hypervisor_version': inventory['hypervisor_version'], 'disks': disks}
 
     @expected
-    def check_destination(self, context, migration_uuid, instance_uuid, source):
+    def check_destination(self, context, migration_uuid, instance_uuid, source,
+                          block_migration=fields.BlockMigration.AUTO):
         """Can this host take the instance described by ``source`` (from check_source)?
 
+        :param block_migration: 'auto', 'true' or 'false' (1.2; a 1.1 conductor sends
+            none: 'auto').
+        :returns: ``{'host', 'block_migration'}``: whether the migration must copy the
+            disks (always False in this version, see :mod:`compute_agent.storage`).
         :raises CPUIncompatible, InsufficientResources, InstanceStateConflict.
+        :raises StorageIncompatible: the disks cannot come here as requested.
         :raises DestinationRefused: this agent restarted and does not know yet the claims
             it holds (see :meth:`ResourceTracker.restore`).
         """
@@ -97,9 +113,36 @@ class AgentManager:
         instance = source['instance']
         self.tracker.check(migration_uuid, instance_uuid, instance['memory_mb'],
                            instance['vcpus'])
-        LOG.info('Migration %(m)s instance %(i)s: destination %(host)s checked',
-                 {'m': migration_uuid, 'i': instance_uuid, 'host': self.host})
-        return {'host': self.host}
+        block = self._check_storage(migration_uuid, instance_uuid, source,
+                                    block_migration)
+        return {'host': self.host, 'block_migration': block}
+
+    def _check_storage(self, migration_uuid, instance_uuid, source, block_migration):
+        """The storage decision (see :mod:`compute_agent.storage`), logged once.
+
+        NOTE: a source agent of service version 1 reports no ``disks``: then nothing
+        can be judged and nothing is copied, as before storage was checked.
+        """
+        ids = {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
+               'requested': block_migration}
+        if 'disks' not in source:
+            LOG.warning('Migration %(m)s instance %(i)s: destination %(host)s checked; '
+                        'storage not judged (the source reports no disks), no block '
+                        'migration (requested %(requested)s)', ids)
+            return False
+        try:
+            block, summary = storage.decide_block_migration(
+                self.host, instance_uuid, block_migration, source['disks'],
+                self.driver.shares_disk)
+        except exception.StorageIncompatible as exc:
+            LOG.info('Migration %(m)s instance %(i)s: destination %(host)s refuses the '
+                     'storage (requested %(requested)s): %(reason)s',
+                     dict(ids, reason=exc.kwargs['reason']))
+            raise
+        LOG.info('Migration %(m)s instance %(i)s: destination %(host)s checked; storage: '
+                 '%(summary)s, block migration %(block)s (requested %(requested)s)',
+                 dict(ids, summary=summary, block=block))
+        return block
 
     @expected
     def claim_resources(self, context, migration_uuid, instance_uuid, memory_mb, vcpus):

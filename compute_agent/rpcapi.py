@@ -11,13 +11,30 @@ number; a test checks they agree):
   release_resources, prepare_destination, start_migration, get_migration_job,
   abort_migration, force_complete_migration, get_instance_state,
   finish_on_destination, cleanup_source, rollback_destination.
+* 1.2 - check_destination takes block_migration and judges the guest's storage.
 """
 
 import oslo_messaging as messaging
 
 from migration_conductor import rpc
 
-RPC_API_VERSION = '1.1'
+RPC_API_VERSION = '1.2'
+
+# The newest API version served by an agent of each service version
+# (compute_agent.manager.SERVICE_VERSION, which the conductor knows from its reports).
+SERVICE_VERSION_CAPS = {1: '1.1', 2: '1.2'}
+
+
+def version_cap_for(service_version):
+    """The newest API version an agent reporting ``service_version`` serves.
+
+    An agent that never said (None) is taken for the oldest one that migrates; one
+    newer than this client serves at least what this client knows.
+    """
+    if service_version is not None and service_version > max(SERVICE_VERSION_CAPS):
+        return RPC_API_VERSION
+    return SERVICE_VERSION_CAPS.get(service_version,
+                                    SERVICE_VERSION_CAPS[min(SERVICE_VERSION_CAPS)])
 
 
 class AgentAPI:
@@ -34,8 +51,10 @@ class AgentAPI:
                                      version_cap=RPC_API_VERSION,
                                      timeout=conf.conductor.rpc_response_timeout)
 
-    def _call(self, context, host, method, version, timeout=None, **kwargs):
-        cctxt = self.client.prepare(server=host, version=version, timeout=timeout)
+    def _call(self, context, host, method, version, timeout=None, version_cap=None,
+              **kwargs):
+        cctxt = self.client.prepare(server=host, version=version, timeout=timeout,
+                                    version_cap=version_cap or RPC_API_VERSION)
         return cctxt.call(context, method, **kwargs)
 
     def get_host_report(self, context, host):
@@ -46,10 +65,27 @@ class AgentAPI:
         return self._call(context, host, 'check_source', '1.1',
                           migration_uuid=migration_uuid, instance_uuid=instance_uuid)
 
-    def check_destination(self, context, host, migration_uuid, instance_uuid, source):
-        return self._call(context, host, 'check_destination', '1.1',
-                          migration_uuid=migration_uuid, instance_uuid=instance_uuid,
-                          source=source)
+    def check_destination(self, context, host, migration_uuid, instance_uuid, source,
+                          block_migration, service_version=None):
+        """Ask ``host`` whether it can take the guest ``source`` describes.
+
+        :param source: what check_source answered on the source.
+        :param block_migration: 'auto', 'true' or 'false' (the request's choice).
+        :param service_version: the service version ``host`` reported. An agent that
+            serves only 1.1 (service version 1) is called without block_migration: it
+            does not judge storage, and its answer has no ``block_migration`` (nothing
+            is copied).
+        :returns: a dict with ``host`` and, from 1.2 on, ``block_migration`` (bool).
+        """
+        cap = version_cap_for(service_version)
+        kwargs = {'migration_uuid': migration_uuid, 'instance_uuid': instance_uuid,
+                  'source': source}
+        version = '1.1'
+        if self.client.prepare(server=host, version_cap=cap).can_send_version('1.2'):
+            version = '1.2'
+            kwargs['block_migration'] = block_migration
+        return self._call(context, host, 'check_destination', version, version_cap=cap,
+                          **kwargs)
 
     def claim_resources(self, context, host, migration_uuid, instance_uuid, memory_mb,
                         vcpus):

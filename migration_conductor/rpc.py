@@ -175,6 +175,10 @@ class _ObservedCallContext:
         for observer in list(_OBSERVERS):
             observer(self._sender, kind, target.topic, target.server, method)
 
+    def can_send_version(self, version):
+        """Whether ``version`` is within this context's version cap (see Nova)."""
+        return self._cctxt.can_send_version(version)
+
     def call(self, ctxt, method, **kwargs):
         self._notify('call', method)
         return self._cctxt.call(ctxt, method, **kwargs)

@@ -1,13 +1,17 @@
-"""Each RPC client and its endpoint share one version, and every client method exists."""
+"""Each RPC client and its endpoint share one version, every client method exists, and
+the agent client does not send an older agent what it does not know."""
 
 import inspect
 import re
 
+from oslo_config import cfg
 import pytest
 
 from compute_agent import manager as agent_manager
 from compute_agent import rpcapi as agent_rpcapi
+from migration_conductor import cmd
 from migration_conductor import manager as conductor_manager
+from migration_conductor import rpc
 from migration_conductor import rpcapi as conductor_rpcapi
 
 PAIRS = [
@@ -37,3 +41,34 @@ def test_every_client_method_has_an_endpoint(module, client, endpoint):
         prepared = re.findall(r"'(\d+\.\d+)'", source)
         assert prepared, '%s does not prepare() a version' % name
         assert all(v <= module.RPC_API_VERSION for v in prepared), (name, prepared)
+
+
+@pytest.mark.parametrize('service_version,version,sends_block_migration', [
+    (1, '1.1', False), (None, '1.1', False), (2, '1.2', True), (3, '1.2', True)])
+def test_check_destination_sends_block_migration_only_to_agents_that_know_it(
+        monkeypatch, service_version, version, sends_block_migration):
+    conf = cfg.ConfigOpts()
+    cmd.register_all(conf, database=False)
+    conf([], project='migration-conductor-unit-tests')
+    sent = []
+
+    def call(cctxt, context, method, **kwargs):
+        sent.append((cctxt._cctxt.target.version, method, kwargs))
+        return {'host': 'h'}
+
+    monkeypatch.setattr(rpc._ObservedCallContext, 'call', call)
+    try:
+        agent_rpcapi.AgentAPI(conf).check_destination(
+            None, 'h', 'm', 'i', {'disks': []}, 'false', service_version=service_version)
+    finally:
+        rpc.cleanup()
+    [(sent_version, method, kwargs)] = sent
+    assert (sent_version, method) == (version, 'check_destination')
+    assert ('block_migration' in kwargs) is sends_block_migration
+    if sends_block_migration:
+        assert kwargs['block_migration'] == 'false'
+
+
+def test_the_current_agent_service_version_serves_the_current_rpc_version():
+    assert agent_rpcapi.SERVICE_VERSION_CAPS[agent_manager.SERVICE_VERSION] == \
+        agent_rpcapi.RPC_API_VERSION

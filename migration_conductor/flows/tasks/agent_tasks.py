@@ -39,15 +39,26 @@ class CheckSourceHost(base.MigrationTask):
 
 
 class CheckDestinationHost(base.MigrationTask):
-    """The candidate judges the source's CPU and its own room (inside the retry)."""
+    """The candidate judges the source's CPU, its own room and the guest's storage
+    (inside the retry); returns its answer, with whether the disks must be copied.
+
+    The request's ``block_migration`` is read from the migration's row, not from the
+    flow's store, so flows persisted before it was checked resume unchanged.
+    """
 
     phase = fields.MigrationPhase.CHECK_DESTINATION
+    default_provides = c.DESTINATION_CHECK
 
     def execute(self, migration_uuid, instance_uuid, dest_host, source_facts):
         self.status(migration_uuid, states.PRE_CHECKING, dest_host=dest_host)
-        self.log(migration_uuid, instance_uuid, 'checking destination %s', dest_host)
-        self.services.agents.check_destination(self.context, dest_host, migration_uuid,
-                                               instance_uuid, source_facts)
+        requested = (db_api.migration_get(self.context, migration_uuid)['block_migration']
+                     or fields.BlockMigration.AUTO)
+        dest = db_api.compute_host_get(self.context, dest_host)
+        self.log(migration_uuid, instance_uuid, 'checking destination %s (block '
+                 'migration %s)', dest_host, requested)
+        return self.services.agents.check_destination(
+            self.context, dest_host, migration_uuid, instance_uuid, source_facts,
+            requested, service_version=dest['service_version'])
 
 
 class ClaimResourcesOnDestination(base.MigrationTask):
@@ -96,17 +107,22 @@ class StartMigrationOnSource(base.MigrationTask):
 
     phase = fields.MigrationPhase.START
 
-    def execute(self, migration_uuid, instance_uuid, source_host, dest_host, destination):
+    def execute(self, migration_uuid, instance_uuid, source_host, dest_host, destination,
+                destination_check=None):
+        # NOTE: destination_check is optional: a flow persisted before the destination's
+        # check returned anything resumes with None (nothing is copied, as then).
         conf = self.conf.conductor
         dest = db_api.compute_host_get(self.context, dest_host)
         options = {'bandwidth_mib': conf.bandwidth_mib or None,
                    'max_downtime_ms': conf.max_downtime_ms,
-                   'block_migration': False, 'auto_converge': False, 'postcopy': False,
+                   'block_migration': bool((destination_check or {}).get(
+                       'block_migration', False)),
+                   'auto_converge': False, 'postcopy': False,
                    'listen_address': destination.get('listen_address')}
         self.status(migration_uuid, states.RUNNING, started_at=base.now())
         self.log(migration_uuid, instance_uuid, 'starting on %s towards %s (%s, data via '
-                 '%s)', source_host, dest_host, dest['libvirt_uri'],
-                 destination['migrate_uri'])
+                 '%s, block migration %s)', source_host, dest_host, dest['libvirt_uri'],
+                 destination['migrate_uri'], options['block_migration'])
         self.services.agents.start_migration(
             self.context, source_host, migration_uuid, instance_uuid,
             dest['libvirt_uri'], destination['migrate_uri'], options)

@@ -1,0 +1,157 @@
+"""Storage pre-checks end to end: shared pools migrate, local disks get a typed refusal.
+
+The conductor and three simulated agents run in this process (the ``cloud`` fixture of
+test_live_migration). Shared storage is a pool of the same UUID on several hosts, local
+storage a pool of its own UUID on each (the convention of compute_agent.virt.driver).
+This version copies no disk, so a guest with a disk the destination does not share is
+refused at the destination's check, whatever ``block_migration`` says, and nothing
+changes: the guest stays on its source, the instance is unlocked, no claim is left.
+"""
+
+import functools
+
+import pytest
+
+from tests.functional import test_live_migration as live
+
+cloud = live.cloud   # the fixture, shared
+
+SHARED_POOL = 'aaaaaaaa-0000-4000-8000-00000000000a'
+SHARED_PATH = '/nfs/guests/%s/disk.qcow2'
+LOCAL_PATH = '/var/lib/guests/%s/disk.qcow2'
+
+
+def shared_guest(cloud, name, hosts=live.HOSTS):
+    """A guest on sim-1 whose disk is in a pool shared by ``hosts``."""
+    path = SHARED_PATH % name
+    for host in hosts:
+        cloud.agents[host].driver.add_pool(SHARED_POOL, [path])
+    return _guest(cloud, name, path, SHARED_POOL)
+
+
+def local_guest(cloud, name):
+    """A guest on sim-1 whose disk is in a local pool; every host has one at that path."""
+    path = LOCAL_PATH % name
+    for index, host in enumerate(live.HOSTS):
+        cloud.agents[host].driver.add_pool(
+            'bbbbbbbb-0000-4000-8000-%012d' % index, [path])
+    return _guest(cloud, name, path, 'bbbbbbbb-0000-4000-8000-%012d' % 0)
+
+
+def _guest(cloud, name, path, pool_uuid):
+    agent = cloud.agents['sim-1']
+    uuid = agent.driver.add_domain(name, disks=[
+        {'target': 'vda', 'path': path, 'format': 'qcow2', 'pool_uuid': pool_uuid}])
+    cloud.conductor.register_host(cloud.admin, agent.manager.build_host_report())
+    return uuid
+
+
+def migrate(cloud, uuid, block_migration, host='sim-2'):
+    return live.wait_for(cloud, cloud.conductor.live_migrate(
+        cloud.admin, uuid, host=host, block_migration=block_migration).uuid)
+
+
+def assert_refused(migration, host, reason):
+    assert migration.status == 'failed'
+    assert (migration.error.code, migration.error.phase, migration.error.host) == (
+        'storage_incompatible', 'check-destination', host)
+    assert reason in migration.error.message
+
+
+def checked_destinations(cloud):
+    """The hosts the conductor asked to check_destination, in order."""
+    return [server for sender, _kind, _topic, server, method in cloud.messages
+            if sender.startswith('conductor') and method == 'check_destination']
+
+
+@pytest.mark.parametrize('block_migration', ['auto', 'false'])
+def test_a_guest_on_a_shared_pool_migrates(cloud, block_migration):
+    uuid = shared_guest(cloud, 'g-shared-%s' % block_migration)
+    migration = migrate(cloud, uuid, block_migration)
+    assert migration.status == 'completed', migration.error
+    assert live.where(cloud, uuid) == {'sim-2': 'running'}
+    # The disk went with the guest (it is on the shared pool: nothing was copied).
+    assert [d['path'] for d in cloud.agents['sim-2'].driver.get_instance_disks(uuid)] == [
+        SHARED_PATH % ('g-shared-%s' % block_migration)]
+    assert live.claims(cloud) == {}
+
+
+@pytest.mark.parametrize('block_migration', ['auto', 'false', 'true'])
+def test_a_diskless_guest_passes_every_storage_check(cloud, block_migration):
+    # As the lab's guests: kernel and initramfs, no disk.
+    uuid = live.add_guest(cloud, 'sim-1', 'g-diskless-%s' % block_migration)
+    migration = migrate(cloud, uuid, block_migration)
+    assert migration.status == 'completed', migration.error
+    assert live.where(cloud, uuid) == {'sim-2': 'running'}
+
+
+def test_a_guest_on_a_local_pool_with_block_migration_false_is_refused(cloud):
+    uuid = local_guest(cloud, 'g-local-false')
+    migration = migrate(cloud, uuid, 'false')
+    assert_refused(migration, 'sim-2', 'disk vda (%s) is on storage the destination '
+                   'does not share, and block migration was refused'
+                   % (LOCAL_PATH % 'g-local-false'))
+    live.assert_on_source_untouched(cloud, uuid, 'sim-1')
+
+
+def test_a_guest_on_a_local_pool_with_auto_is_refused_for_now(cloud):
+    uuid = local_guest(cloud, 'g-local-auto')
+    del cloud.messages[:]
+    # The scheduler chooses: each candidate refuses in turn, the last one is recorded.
+    migration = live.wait_for(cloud, cloud.conductor.live_migrate(
+        cloud.admin, uuid, block_migration='auto').uuid)
+    assert migration.status == 'failed'
+    assert_refused(migration, migration.error.host, 'would need block migration, which '
+                   'this version does not do yet')
+    assert migration.error.host in ('sim-2', 'sim-3')
+    assert sorted(checked_destinations(cloud)) == ['sim-2', 'sim-3']
+    live.assert_on_source_untouched(cloud, uuid, 'sim-1')
+
+
+def test_block_migration_true_on_shared_storage_is_refused(cloud):
+    uuid = shared_guest(cloud, 'g-shared-true')
+    migration = migrate(cloud, uuid, 'true')
+    assert_refused(migration, 'sim-2', 'block migration was requested but every disk is '
+                   'on storage the destination shares')
+    live.assert_on_source_untouched(cloud, uuid, 'sim-1')
+
+
+def test_a_candidate_without_the_shared_pool_sends_the_flow_to_the_next(cloud):
+    # sim-3 has less free memory: the scheduler tries sim-2 first, which lacks the pool.
+    cloud.agents['sim-3'].driver.add_domain('filler', memory_mb=8192)
+    cloud.agents['sim-3'].report_now()
+    uuid = shared_guest(cloud, 'g-next', hosts=('sim-1', 'sim-3'))
+    del cloud.messages[:]
+    migration = live.wait_for(cloud, cloud.conductor.live_migrate(
+        cloud.admin, uuid, block_migration='false').uuid)
+    assert (migration.status, migration.dest_host) == ('completed', 'sim-3'), \
+        migration.error
+    assert checked_destinations(cloud) == ['sim-2', 'sim-3']
+    assert live.where(cloud, uuid) == {'sim-3': 'running'}
+    assert live.claims(cloud) == {}
+
+
+def test_the_destination_decision_reaches_the_job_on_the_source(cloud, monkeypatch):
+    """block_migration of the job comes from the destination's check, not the request."""
+    manager_class = type(cloud.agents['sim-2'].manager)
+    original_check = manager_class.check_destination
+    original_start = manager_class.start_migration
+    started = []
+
+    @functools.wraps(original_check)
+    def check_says_copy(self, *args, **kwargs):
+        return dict(original_check(self, *args, **kwargs), block_migration=True)
+
+    @functools.wraps(original_start)
+    def record_start(self, context, migration_uuid, instance_uuid, dest_uri,
+                     migrate_uri, options):
+        started.append(options['block_migration'])
+        return original_start(self, context, migration_uuid, instance_uuid, dest_uri,
+                              migrate_uri, options)
+
+    monkeypatch.setattr(manager_class, 'check_destination', check_says_copy)
+    monkeypatch.setattr(manager_class, 'start_migration', record_start)
+    uuid = shared_guest(cloud, 'g-decided')
+    migration = migrate(cloud, uuid, 'auto')
+    assert migration.status == 'completed', migration.error
+    assert started == [True]
