@@ -48,6 +48,29 @@ conductor_opts = [
     cfg.IntOpt('bandwidth_mib',
                default=0, min=0,
                help='Bandwidth limit of a migration in MiB/s; 0 means no limit.'),
+    cfg.StrOpt('jobboard_url',
+               default='', secret=True,
+               help='Redis holding the taskflow jobboard through which several '
+                    'conductors share the migrations, e.g. redis://127.0.0.1:6379/0 '
+                    '(redis://:password@host:port/db). Each migration is a job that one '
+                    'conductor claims and drives; when that conductor dies its claim '
+                    'expires and another one resumes the migration. Empty: one conductor '
+                    'drives every migration it accepts and resumes every unfinished one '
+                    'when it starts (run a single conductor then).'),
+    cfg.StrOpt('jobboard_namespace',
+               default='migration_conductor',
+               help='Prefix of the jobboard\'s keys in Redis; conductors that share '
+                    'migrations share it.'),
+    cfg.FloatOpt('jobboard_claim_expiry',
+                 default=30, min=1,
+                 help='Seconds a conductor\'s claim on a migration lives without being '
+                      'renewed (it renews it every third of this): how long a dead '
+                      'conductor\'s migrations wait before another conductor resumes '
+                      'them.'),
+    cfg.FloatOpt('jobboard_poll_interval',
+                 default=2, min=0.1,
+                 help='Seconds between two looks of a conductor for migrations no '
+                      'conductor drives.'),
 ]
 
 

@@ -12,8 +12,12 @@ Stopping the conductor does not wait for its flows: a migration can run for hour
 the libvirt job does not need the conductor. A stopped conductor is treated exactly like
 a crashed one; the next start resumes the flows.
 
-NOTE: with several conductors on one database every conductor would resume every
-unfinished flow; until the Redis jobboard claims flows per conductor, run one conductor.
+Several conductors: with ``[conductor] jobboard_url`` set, every migration is also a
+job on the Redis jobboard (:mod:`.jobboard`) and a conductor runs a flow only while it
+holds the job's claim. The conductor that accepts a request claims its job at once; a
+watcher thread renews the claims held, suspends a flow whose claim was lost, and claims
+the jobs nobody holds (those of a dead conductor once its claims expired). Without a
+jobboard the conductor resumes every unfinished flow when it starts: run one only.
 """
 
 import contextlib
@@ -21,10 +25,12 @@ import logging
 import queue
 import threading
 
+from oslo_utils import uuidutils
 from taskflow import exceptions as taskflow_exc
 from taskflow.persistence import models
 
 from db import api as db_api
+from migration_conductor.flows import jobboard
 from migration_conductor.flows import live_migration
 from migration_conductor.flows import persistence
 from migration_conductor.objects import migration_states as states
@@ -41,8 +47,15 @@ class FlowRunner:
         self._backend = persistence.SharedConnectionBackend(conf.database.connection)
         self._slots = threading.BoundedSemaphore(conf.conductor.migration_workers)
         self._threads = {}      # migration uuid -> the thread running its flow
-        self._created = {}      # migration uuid -> flow detail, until its first run
+        self._created = {}      # migration uuid -> (flow detail, job), until first run
         self._idle_flows = queue.SimpleQueue()
+        self._engines = {}      # migration uuid -> its running engine
+        self._jobs = None
+        self._watcher = None
+        self._stopping = threading.Event()
+        if conf.conductor.jobboard_url:
+            self._jobs = jobboard.MigrationJobs(
+                conf, self._backend, '%s-%s' % (conf.host, uuidutils.generate_uuid()))
         self._lock = threading.Lock()
 
     def create(self, migration_uuid, store):
@@ -53,17 +66,36 @@ class FlowRunner:
         book.add(detail)
         with contextlib.closing(self._backend.get_connection()) as conn:
             conn.save_logbook(book)
+        job = None if self._jobs is None else self._jobs.post(migration_uuid, book)
         with self._lock:
-            # The first run takes the detail from here, not back from the database.
-            self._created[migration_uuid] = detail
+            # The first run takes the detail (and job) from here, not back from the
+            # database (and the board).
+            self._created[migration_uuid] = (detail, job)
 
-    def run(self, migration_uuid):
-        """Run (or resume) the flow of ``migration_uuid`` in a thread of its own."""
+    def run(self, migration_uuid, job=None):
+        """Run (or resume) the flow of ``migration_uuid`` in a thread of its own.
+
+        With a jobboard, only once this conductor holds the migration's job (``job``,
+        or claimed here); returns None when another conductor holds it.
+        """
         with self._lock:
             thread = self._threads.get(migration_uuid)
             if thread is not None and thread.is_alive():
                 return thread
-            thread = threading.Thread(target=self._run, args=(migration_uuid,),
+        if self._jobs is not None and job is None:
+            with self._lock:
+                posted = self._created.get(migration_uuid, (None, None))[1]
+            job = self._jobs.claim(migration_uuid, posted)
+            if job is None:
+                with self._lock:
+                    self._created.pop(migration_uuid, None)
+                LOG.info('Migration %s: another conductor drives it', migration_uuid)
+                return None
+        with self._lock:
+            thread = self._threads.get(migration_uuid)
+            if thread is not None and thread.is_alive():
+                return thread   # the watcher claimed and started it meanwhile
+            thread = threading.Thread(target=self._run, args=(migration_uuid, job),
                                       name='flow-%s' % migration_uuid, daemon=True)
             self._threads[migration_uuid] = thread
             thread.start()
@@ -71,7 +103,7 @@ class FlowRunner:
 
     def _load(self, migration_uuid):
         with self._lock:
-            detail = self._created.pop(migration_uuid, None)
+            detail, _job = self._created.pop(migration_uuid, (None, None))
         if detail is not None:
             return detail
         with contextlib.closing(self._backend.get_connection()) as conn:
@@ -86,13 +118,15 @@ class FlowRunner:
             return self._load(migration_uuid)
         return book.find(migration_uuid)
 
-    def _run(self, migration_uuid):
+    def _run(self, migration_uuid, job):
         try:
             with self._slots:
                 detail = self._load(migration_uuid)
                 store = detail.meta['store']
                 flow = self._take_flow()
                 engine = persistence.load(flow, detail, self._backend, store)
+                with self._lock:
+                    self._engines[migration_uuid] = engine
                 try:
                     engine.run()
                 except Exception as exc:
@@ -101,8 +135,19 @@ class FlowRunner:
                 self._idle_flows.put(flow)
         finally:
             with self._lock:
+                self._engines.pop(migration_uuid, None)
                 if self._threads.get(migration_uuid) is threading.current_thread():
                     del self._threads[migration_uuid]
+            if job is not None:
+                self._jobs.release(migration_uuid, self._finished(migration_uuid))
+
+    def _finished(self, migration_uuid):
+        try:
+            row = db_api.migration_get(self._services.context, migration_uuid)
+        except Exception:   # not reachable: another conductor will judge it
+            LOG.exception('Migration %s: could not read its status', migration_uuid)
+            return False
+        return row['status'] in states.TERMINAL_STATES
 
     def _take_flow(self):
         """A flow object no engine is using, built if none is idle.
@@ -118,14 +163,66 @@ class FlowRunner:
             return live_migration.get_live_migration_flow(self._services)
 
     def resume_unfinished(self):
-        """Resume every migration not in a terminal state; return their ids."""
+        """Resume the unfinished migrations this conductor may drive; return their ids.
+
+        Without a jobboard: every migration not in a terminal state. With one: the
+        jobs nobody holds, claimed now (after posting again the jobs Redis lost); the
+        watcher thread then goes on claiming, every ``jobboard_poll_interval``.
+        """
         rows = db_api.migration_list(self._services.context,
                                      status=sorted(states.IN_FLIGHT_STATES))
-        for row in rows:
-            LOG.info('Migration %s instance %s: resuming its flow (status %s)',
-                     row['uuid'], row['instance_uuid'], row['status'])
-            self.run(row['uuid'])
-        return [row['uuid'] for row in rows]
+        if self._jobs is None:
+            for row in rows:
+                LOG.info('Migration %s instance %s: resuming its flow (status %s)',
+                         row['uuid'], row['instance_uuid'], row['status'])
+                self.run(row['uuid'])
+            return [row['uuid'] for row in rows]
+        for migration_uuid in self._jobs.repost_missing(
+                [row['uuid'] for row in rows], self._load_book):
+            LOG.warning('Migration %s: its job was missing from the jobboard; posted '
+                        'again', migration_uuid)
+        resumed = self._claim_unclaimed()
+        self._watcher = threading.Thread(target=self._watch, name='jobboard-watcher',
+                                         daemon=True)
+        self._watcher.start()
+        return resumed
+
+    def _load_book(self, migration_uuid):
+        with contextlib.closing(self._backend.get_connection()) as conn:
+            return conn.get_logbook(migration_uuid)
+
+    def _claim_unclaimed(self):
+        claimed = []
+        for migration_uuid, job in self._jobs.unclaimed():
+            with self._lock:
+                busy = len(self._threads)
+            if busy >= self._conf.conductor.migration_workers:
+                break
+            if self._jobs.claim(migration_uuid, job) is not None:
+                LOG.info('Migration %s: claimed on the jobboard by %s; resuming its '
+                         'flow', migration_uuid, self._jobs.owner)
+                self.run(migration_uuid, job)
+                claimed.append(migration_uuid)
+        return claimed
+
+    def _watch(self):
+        """Renew the claims held, suspend the flows whose claim is lost, claim more."""
+        group = self._conf.conductor
+        period = min(group.jobboard_poll_interval, group.jobboard_claim_expiry / 3.0)
+        while not self._stopping.wait(period):
+            try:
+                for migration_uuid in self._jobs.renew():
+                    with self._lock:
+                        engine = self._engines.get(migration_uuid)
+                    LOG.error('Migration %s: this conductor lost its claim on the '
+                              'jobboard; another conductor may drive it now, so its '
+                              'flow stops here after its current task', migration_uuid)
+                    if engine is not None:
+                        engine.suspend()
+                self._claim_unclaimed()
+            except Exception:   # Redis away: try again next period
+                LOG.exception('The jobboard could not be read; trying again in %s s',
+                              period)
 
     def wait(self, migration_uuid, timeout=None):
         """Wait for the flow of ``migration_uuid`` to end, if it runs here."""
@@ -135,7 +232,16 @@ class FlowRunner:
             thread.join(timeout)
 
     def stop(self):
-        """Forget the flows (they resume at the next start) and close persistence."""
+        """Forget the flows (they resume at the next start) and close persistence.
+
+        With a jobboard the claims are left to expire, as a crashed conductor's would:
+        the flow threads of this process may still be inside a task.
+        """
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(10)
+        if self._jobs is not None:
+            self._jobs.close()
         self._backend.close()
 
 

@@ -21,6 +21,7 @@ from tests import db_fixtures
 from tools import lab as lab_api
 
 RABBIT = ('127.0.0.1', 5672)
+REDIS = ('127.0.0.1', 6379)
 BIN = os.path.dirname(sys.executable)
 
 
@@ -32,6 +33,16 @@ def require_rabbitmq():
         pytest.fail('RabbitMQ is required at %s:%d and does not answer (%s); '
                     'start it with tools/services.sh' % (RABBIT + (exc,)))
     return 'rabbit://guest:guest@%s:%d/' % RABBIT
+
+
+def require_redis():
+    """Fail (never skip) when Redis does not answer; return the jobboard URL."""
+    try:
+        socket.create_connection(REDIS, timeout=3).close()
+    except OSError as exc:
+        pytest.fail('Redis is required at %s:%d and does not answer (%s); '
+                    'start it with tools/services.sh' % (REDIS + (exc,)))
+    return 'redis://%s:%d/0' % REDIS
 
 
 def missing_lab_prerequisites():
@@ -123,21 +134,29 @@ class Deployment:
         self.client_conf = work / 'migctl.conf'
         self.client_conf.write_text(self.common)
 
-    def start(self, db_url):
-        conductor_conf = self.work / 'conductor.conf'
-        conductor_conf.write_text(self.common + '[database]\nconnection = %s\n' % db_url)
+    def start(self, db_url, conductors=('conductor',)):
+        """Upgrade the database, then start ``conductors`` (their names) and agents."""
+        self.db_url = db_url
         upgrade = subprocess.run([os.path.join(BIN, 'migration-conductor-manage'),
-                                  '--config-file', str(conductor_conf), 'db', 'upgrade'],
+                                  '--config-file', str(self._conductor_conf(conductors[0])),
+                                  'db', 'upgrade'],
                                  capture_output=True, text=True, timeout=120)
         assert upgrade.returncode == 0, upgrade.stderr
-        self.start_conductor()
+        for name in conductors:
+            self.start_conductor(name)
         for host in self.hosts:
             self.start_agent(host)
 
-    def start_conductor(self):
+    def _conductor_conf(self, name):
+        path = self.work / ('%s.conf' % name)
+        path.write_text(self.common.replace('[DEFAULT]\n', '[DEFAULT]\nhost = %s\n' % name)
+                        + '[database]\nconnection = %s\n' % self.db_url)
+        return path
+
+    def start_conductor(self, name='conductor'):
         # A call sent before the conductor has declared its queue is dropped by
         # RabbitMQ: wait until it serves before anyone calls it.
-        self._spawn('conductor', 'migration-conductor', self.work / 'conductor.conf',
+        self._spawn(name, 'migration-conductor', self._conductor_conf(name),
                     wait_for='Conductor serving on topic')
 
     def start_agent(self, host):

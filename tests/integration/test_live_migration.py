@@ -7,6 +7,7 @@ goes on increasing on its new host.
 """
 
 import time
+import uuid
 
 import pytest
 
@@ -290,3 +291,59 @@ def test_service_killed_mid_migration_then_the_migration_completes(lab, cloud,
     assert migration['status'] == 'completed', migration['error']
     assert migration['dest_host'] == hosts[1].name
     _assert_invariants(cloud, the_lab, quiet_large.uuid, 'mig-quiet', hosts[1].name)
+
+
+# --- several conductors sharing the migrations through the Redis jobboard ---------------
+
+HA_EXPIRY = 6
+
+
+@pytest.fixture
+def ha_cloud(lab, tmp_path):
+    """Two conductors (own topics, own database) sharing migrations through Redis."""
+    _lab, hosts = lab
+    namespace = 'mc-int-%s' % uuid.uuid4().hex[:8]
+    with db_fixtures.throwaway_database('mysql') as url:
+        deployment = int_conftest.Deployment(
+            hosts, tmp_path,
+            conductor_opts='monitor_interval = 0.5\nbandwidth_mib = %d\n'
+                           'jobboard_url = %s\njobboard_namespace = %s\n'
+                           'jobboard_claim_expiry = %d\njobboard_poll_interval = 0.5\n'
+                           % (BANDWIDTH_MIB, int_conftest.require_redis(), namespace,
+                              HA_EXPIRY))
+        try:
+            deployment.start(url, conductors=('conductor-a', 'conductor-b'))
+            yield deployment
+        finally:
+            deployment.stop()
+
+
+def test_a_surviving_conductor_finishes_the_migration_of_a_killed_one(lab, ha_cloud):
+    """SIGKILL the conductor driving a migration: the other one resumes it.
+
+    The killed conductor's claim on the jobboard expires after HA_EXPIRY seconds; the
+    survivor claims the job, resumes the flow from its last finished task (re-attaching
+    to the libvirt job, which went on) and completes the migration.
+    """
+    the_lab, hosts = lab
+    guest = the_lab.start_guest('mig-ha', hosts[0].name, memory_mib=512, touch_mib=256,
+                                dirty_pps=0)
+    try:
+        _guest_known(ha_cloud, guest.uuid)
+        migration_uuid = _migrate(ha_cloud, guest.uuid, '--host', hosts[1].name)
+        _running_for(ha_cloud, migration_uuid, 1)
+        started = 'Migration %s instance %s: flow started' % (migration_uuid, guest.uuid)
+        driver = next(name for name in ('conductor-a', 'conductor-b')
+                      if started in ha_cloud.log(name))
+        survivor = ({'conductor-a', 'conductor-b'} - {driver}).pop()
+        assert started not in ha_cloud.log(survivor)
+
+        ha_cloud.kill(driver)
+        migration = ha_cloud.wait_migration(migration_uuid, timeout=300)
+
+        assert migration['status'] == 'completed', migration['error']
+        assert ('Migration %s: claimed on the jobboard' % migration_uuid
+                in ha_cloud.log(survivor))
+        _assert_invariants(ha_cloud, the_lab, guest.uuid, 'mig-ha', hosts[1].name)
+    finally:
+        the_lab.stop_guest('mig-ha')

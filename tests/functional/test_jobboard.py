@@ -1,0 +1,159 @@
+"""Migrations as jobs on the Redis jobboard (real Redis at 127.0.0.1:6379).
+
+The conductor and three simulated agents run in this process (fake transport, SQLite),
+with ``[conductor] jobboard_url`` set and a namespace of the test's own. A conductor
+that accepted a migration and died is played by a second owner on the same board: it
+claims the job (with a short expiry) and never runs it, as a crashed conductor would
+leave it.
+"""
+
+import time
+import uuid
+
+import pytest
+import redis
+
+from migration_conductor import all_in_one
+from migration_conductor import rpc
+from migration_conductor.flows import jobboard
+from migration_conductor.flows import persistence as flow_persistence
+from tests import db_fixtures
+from tests.functional import conftest
+from tests.functional import test_live_migration as live
+
+REDIS_URL = 'redis://127.0.0.1:6379/0'
+EXPIRY = 1.5
+
+
+def _redis():
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail('Redis at %s does not answer (%s): the jobboard tests need it; '
+                    'tools/services.sh starts it' % (REDIS_URL, exc))
+    return client
+
+
+@pytest.fixture
+def cloud(tmp_path):
+    client = _redis()
+    namespace = 'mc-test-%s' % uuid.uuid4().hex[:8]
+    with db_fixtures.api_on('sqlite', tmp_path) as url:
+        flow_persistence.upgrade_persistence(url)
+        conf = conftest.make_conf(
+            tmp_path, ['%s=simulated://' % h for h in live.HOSTS],
+            {('simulated', 'time_scale'): 0.02,
+             ('conductor', 'monitor_interval'): 0.05,
+             ('conductor', 'service_down_time'): 20,
+             ('conductor', 'jobboard_url'): REDIS_URL,
+             ('conductor', 'jobboard_namespace'): namespace,
+             ('conductor', 'jobboard_claim_expiry'): EXPIRY,
+             ('conductor', 'jobboard_poll_interval'): 0.2})
+        conf.set_override('connection', url, group='database')
+        service = all_in_one.AllInOne(conf)
+        service.start()
+        try:
+            handle = conftest.AllInOneHandle(conf, service)
+            handle.namespace = namespace
+            yield handle
+        finally:
+            service.stop()
+            rpc.cleanup()
+            for key in client.scan_iter('%s*' % namespace):
+                client.delete(key)
+            client.close()
+
+
+def _eventually(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _runner(cloud):
+    return cloud.service.conductor.runner
+
+
+def _jobs_on_board(cloud):
+    return [m for m, _job in _runner(cloud)._jobs._jobs()]
+
+
+def test_an_accepted_migration_is_a_job_until_it_ends(cloud):
+    uuid_ = live.add_guest(cloud, 'sim-1', 'g1')
+    migration_uuid = cloud.conductor.live_migrate(cloud.admin, uuid_,
+                                                  host='sim-2').uuid
+    migration = live.wait_for(cloud, migration_uuid)
+    assert migration.status == 'completed', migration.error
+    # Consumed once the migration ended: nothing left for another conductor to take.
+    assert _eventually(lambda: _jobs_on_board(cloud) == [])
+    assert _runner(cloud)._jobs.held() == []
+
+
+def test_a_dead_conductors_migration_is_resumed_by_another(cloud, monkeypatch):
+    """Conductor A accepts and claims, then dies; this conductor takes the job over."""
+    runner = _runner(cloud)
+    dead = jobboard.MigrationJobs(cloud.conf, runner._backend, 'conductor-a-dead')
+    original_run = type(runner).run
+    accepted_by_a = []
+
+    def run_as_dead_conductor(self, migration_uuid, job=None):
+        if not accepted_by_a:       # the first accept is conductor A's
+            accepted_by_a.append(migration_uuid)
+            with self._lock:
+                posted = self._created.pop(migration_uuid)[1]
+            assert dead.claim(migration_uuid, posted) is not None
+            return None             # ... and A dies before running anything
+        return original_run(self, migration_uuid, job)
+
+    monkeypatch.setattr(type(runner), 'run', run_as_dead_conductor)
+    try:
+        uuid_ = live.add_guest(cloud, 'sim-1', 'g2')
+        started = time.monotonic()
+        migration_uuid = cloud.conductor.live_migrate(cloud.admin, uuid_,
+                                                      host='sim-3').uuid
+        assert accepted_by_a == [migration_uuid]
+        # A's claim holds for a while: nobody drives the migration meanwhile.
+        time.sleep(EXPIRY / 2)
+        assert cloud.conductor.get_migration(cloud.admin,
+                                             migration_uuid).status == 'accepted'
+
+        migration = live.wait_for(cloud, migration_uuid)
+        assert migration.status == 'completed', migration.error
+        assert time.monotonic() - started >= EXPIRY
+        assert live.where(cloud, uuid_) == {'sim-3': 'running'}
+        assert _eventually(lambda: _jobs_on_board(cloud) == [])
+    finally:
+        dead.close()
+
+
+def test_a_claim_held_elsewhere_is_not_taken(cloud):
+    runner = _runner(cloud)
+    other = jobboard.MigrationJobs(cloud.conf, runner._backend, 'conductor-b')
+    try:
+        book_uuid = str(uuid.uuid4())
+        runner.create(book_uuid, {'migration_uuid': book_uuid})
+        posted = runner._created.pop(book_uuid)[1]
+        assert other.claim(book_uuid, posted) is not None
+        assert runner.run(book_uuid) is None            # held by conductor-b
+        assert runner._jobs.claim(book_uuid) is None
+        other.release(book_uuid, finished=True)
+        assert book_uuid not in _jobs_on_board(cloud)
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize('url', ['http://127.0.0.1:6379', 'redis://127.0.0.1/zero'])
+def test_a_malformed_jobboard_url_is_refused(url):
+    with pytest.raises(ValueError):
+        jobboard.board_conf(url, 'ns')
+
+
+def test_the_jobboard_url_gives_host_port_db_and_password():
+    conf = jobboard.board_conf('redis://:s%40cret@db.example:6380/2', 'ns')
+    assert (conf['host'], conf['port'], conf['db'], conf['password'],
+            conf['namespace']) == ('db.example', 6380, 2, 's@cret', 'ns')
+    assert jobboard.board_conf('redis://127.0.0.1', 'ns')['db'] == 0
