@@ -50,9 +50,8 @@ class CheckDestinationHost(base.MigrationTask):
     default_provides = c.DESTINATION_CHECK
 
     def execute(self, migration_uuid, instance_uuid, dest_host, source_facts):
-        self.status(migration_uuid, states.PRE_CHECKING, dest_host=dest_host)
-        requested = (db_api.migration_get(self.context, migration_uuid)['block_migration']
-                     or fields.BlockMigration.AUTO)
+        row = self.status(migration_uuid, states.PRE_CHECKING, dest_host=dest_host)
+        requested = row['block_migration'] or fields.BlockMigration.AUTO
         dest = db_api.compute_host_get(self.context, dest_host)
         self.log(migration_uuid, instance_uuid, 'checking destination %s (block '
                  'migration %s)', dest_host, requested)

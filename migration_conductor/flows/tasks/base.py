@@ -68,6 +68,7 @@ def set_status(services, migration_uuid, target, **values):
     made the change only writes ``values`` again, and a concurrent change (an
     operator's abort) is never overwritten.
 
+    :returns: the migration's row as written.
     :raises MigrationAborted: an operator aborted the migration (it is
         ``cancelling``) and ``target`` is a step forward (nothing is written).
     :raises InvalidMigrationTransition: the state machine forbids the change from the
@@ -75,9 +76,9 @@ def set_status(services, migration_uuid, target, **values):
     """
     values['status'] = target
     try:
-        db_api.migration_update(services.context, migration_uuid, values,
-                                expected_status=sorted(
-                                    states.allowed_sources(target) | {target}))
+        return db_api.migration_update(
+            services.context, migration_uuid, values,
+            expected_status=sorted(states.allowed_sources(target) | {target}))
     except exception.MigrationStateConflict as exc:
         if exc.kwargs['actual'] == states.CANCELLING:
             raise exception.MigrationAborted(migration_uuid=migration_uuid)
