@@ -200,15 +200,26 @@ def test_abort_or_force_complete_of_a_finished_migration_is_refused(cloud):
     assert cloud.conductor.get_migration(cloud.admin, migration_uuid).status == 'completed'
 
 
-def test_per_host_limit_queues_the_second_migration_until_the_first_ends(cloud):
+def queue_behind_a_busy_migration(cloud):
+    """sim-1 may send one migration at a time and sends one that does not converge
+    (to sim-2); a second guest's migration to sim-3 then waits ``queued``.
+
+    :returns: (the first migration's uuid, the second guest's uuid, the second
+        migration's uuid).
+    """
     cloud.conf.set_override('max_outbound_per_host', 1, group='conductor')
-    first = add_stubborn_guest(cloud, 'sim-1', 'g-first')
-    second = add_guest(cloud, 'sim-1', 'g-second')
+    first = add_stubborn_guest(cloud, 'sim-1', 'g-busy')
+    second = add_guest(cloud, 'sim-1', 'g-waiting')
     first_uuid = cloud.conductor.live_migrate(cloud.admin, first, host='sim-2').uuid
     wait_for(cloud, first_uuid, statuses=('running',))
     second_uuid = cloud.conductor.live_migrate(cloud.admin, second, host='sim-3').uuid
     queued = wait_for(cloud, second_uuid, statuses=('queued',) + TERMINAL)
     assert queued.status == 'queued'
+    return first_uuid, second, second_uuid
+
+
+def test_per_host_limit_queues_the_second_migration_until_the_first_ends(cloud):
+    first_uuid, second, second_uuid = queue_behind_a_busy_migration(cloud)
     # Queued means claimed and prepared, not started: the guest is still only on sim-1.
     assert [c['migration_uuid'] for c in claims(cloud)['sim-3']] == [second_uuid]
     assert where(cloud, second) == {'sim-1': 'running'}
@@ -222,14 +233,7 @@ def test_per_host_limit_queues_the_second_migration_until_the_first_ends(cloud):
 
 
 def test_abort_while_queued_releases_the_claim_and_starts_nothing(cloud):
-    cloud.conf.set_override('max_outbound_per_host', 1, group='conductor')
-    first = add_stubborn_guest(cloud, 'sim-1', 'g-busy')
-    second = add_guest(cloud, 'sim-1', 'g-waiting')
-    first_uuid = cloud.conductor.live_migrate(cloud.admin, first, host='sim-2').uuid
-    wait_for(cloud, first_uuid, statuses=('running',))
-    second_uuid = cloud.conductor.live_migrate(cloud.admin, second, host='sim-3').uuid
-    assert wait_for(cloud, second_uuid, statuses=('queued',) + TERMINAL).status == \
-        'queued'
+    first_uuid, second, second_uuid = queue_behind_a_busy_migration(cloud)
 
     aborted = cloud.conductor.abort_migration(cloud.admin, second_uuid)
     assert aborted.status == 'cancelling'

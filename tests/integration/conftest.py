@@ -25,23 +25,24 @@ REDIS = ('127.0.0.1', 6379)
 BIN = os.path.dirname(sys.executable)
 
 
-def require_rabbitmq():
-    """Fail (never skip) when RabbitMQ does not answer."""
+def _require(name, address):
+    """Fail (never skip) when the service ``name`` does not answer at ``address``."""
     try:
-        socket.create_connection(RABBIT, timeout=3).close()
+        socket.create_connection(address, timeout=3).close()
     except OSError as exc:
-        pytest.fail('RabbitMQ is required at %s:%d and does not answer (%s); '
-                    'start it with tools/services.sh' % (RABBIT + (exc,)))
+        pytest.fail('%s is required at %s:%d and does not answer (%s); start it with '
+                    'tools/services.sh' % ((name,) + address + (exc,)))
+
+
+def require_rabbitmq():
+    """The transport URL of the local RabbitMQ, or fail."""
+    _require('RabbitMQ', RABBIT)
     return 'rabbit://guest:guest@%s:%d/' % RABBIT
 
 
 def require_redis():
-    """Fail (never skip) when Redis does not answer; return the jobboard URL."""
-    try:
-        socket.create_connection(REDIS, timeout=3).close()
-    except OSError as exc:
-        pytest.fail('Redis is required at %s:%d and does not answer (%s); '
-                    'start it with tools/services.sh' % (REDIS + (exc,)))
+    """The jobboard URL of the local Redis, or fail."""
+    _require('Redis', REDIS)
     return 'redis://%s:%d/0' % REDIS
 
 

@@ -215,6 +215,18 @@ def _assert_invariants(cloud, the_lab, uuid, name, host):
     assert (rows[uuid]['host'], rows[uuid]['task_state']) == (host, None)
 
 
+def _kill_and_restart(cloud, hosts, victim):
+    """SIGKILL the conductor, the source agent (hosts[0]) or the destination agent
+    (hosts[1]); restart it 3 s later."""
+    host = {'source-agent': hosts[0], 'destination-agent': hosts[1]}.get(victim)
+    cloud.kill('conductor' if host is None else host.name)
+    time.sleep(3)
+    if host is None:
+        cloud.start_conductor()
+    else:
+        cloud.start_agent(host)
+
+
 @pytest.mark.parametrize('victim', ['conductor', 'source-agent', 'destination-agent'])
 def test_service_killed_mid_migration_then_restarted(lab, cloud, stubborn, victim):
     """SIGKILL one service while the job runs; after its restart the migration ends.
@@ -233,18 +245,12 @@ def test_service_killed_mid_migration_then_restarted(lab, cloud, stubborn, victi
     the_lab, hosts = lab
     migration_uuid = _migrate(cloud, stubborn.uuid, '--host', hosts[1].name)
     _running_for(cloud, migration_uuid, 2)
-    name = {'conductor': 'conductor', 'source-agent': hosts[0].name,
-            'destination-agent': hosts[1].name}[victim]
-    cloud.kill(name)
-    time.sleep(3)
+    _kill_and_restart(cloud, hosts, victim)
     if victim == 'conductor':
-        cloud.start_conductor()
         int_conftest.eventually(
             lambda: cloud.log('conductor'),
             lambda log: 'Resumed 1 unfinished migration(s): %s' % migration_uuid in log,
             timeout=30, interval=0.2)
-    else:
-        cloud.start_agent(hosts[0] if victim == 'source-agent' else hosts[1])
     _running_for(cloud, migration_uuid, 1)
     aborted = cloud.migctl('migration', 'abort', migration_uuid, timeout=300)
     assert aborted['status'] == 'cancelled', aborted['error']
@@ -279,14 +285,7 @@ def test_service_killed_mid_migration_then_the_migration_completes(lab, cloud,
     the_lab, hosts = lab
     migration_uuid = _migrate(cloud, quiet_large.uuid, '--host', hosts[1].name)
     _running_for(cloud, migration_uuid, 1)
-    name = {'conductor': 'conductor', 'source-agent': hosts[0].name,
-            'destination-agent': hosts[1].name}[victim]
-    cloud.kill(name)
-    time.sleep(3)
-    if victim == 'conductor':
-        cloud.start_conductor()
-    else:
-        cloud.start_agent(hosts[0] if victim == 'source-agent' else hosts[1])
+    _kill_and_restart(cloud, hosts, victim)
     migration = cloud.wait_migration(migration_uuid, timeout=300)
     assert migration['status'] == 'completed', migration['error']
     assert migration['dest_host'] == hosts[1].name
