@@ -6,6 +6,7 @@ processes, as deployed, and drives them with ``migctl``.
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -74,14 +75,40 @@ def running_lab(state_dir, base_port, host_prefix, n_hosts=2):
     if missing:
         pytest.fail('lab prerequisites missing: %s (run "python -m tools.lab install" as '
                     'root)' % ', '.join(missing), pytrace=False)
-    lab = lab_api.Lab(state_dir=state_dir, base_port=base_port, host_prefix=host_prefix)
-    lab.stop()
-    try:
-        lab.install()
-        lab.start(n_hosts=n_hosts)
-        yield lab
-    finally:
+    with _only_user(state_dir):
+        lab = lab_api.Lab(state_dir=state_dir, base_port=base_port,
+                          host_prefix=host_prefix)
         lab.stop()
+        try:
+            lab.install()
+            lab.start(n_hosts=n_hosts)
+            yield lab
+        finally:
+            lab.stop()
+
+
+@contextlib.contextmanager
+def _only_user(state_dir):
+    """Hold the lab at ``state_dir`` for this test run, or fail naming its holder.
+
+    Two test runs on one machine (two clones, say) would share the lab's fixed state
+    dir and ports: the second's start-up stops the first's hosts under its feet.
+    """
+    os.makedirs(state_dir, exist_ok=True)
+    with open(os.path.join(state_dir, 'test-run.lock'), 'a+') as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            pytest.fail('the lab at %s is in use by another test run (%s); two runs on '
+                        'one machine would share its hosts and ports'
+                        % (state_dir, lock.read().strip() or 'holder unknown'),
+                        pytrace=False)
+        lock.seek(0)
+        lock.truncate()
+        lock.write('pid %d, %s' % (os.getpid(), ' '.join(sys.argv)[:200]))
+        lock.flush()
+        yield
 
 
 def last_heartbeat_seq(lab, name):
