@@ -6,6 +6,7 @@ a heartbeat every second: a guest that kept running shows a heartbeat sequence t
 goes on increasing on its new host.
 """
 
+import contextlib
 import time
 import uuid
 
@@ -43,6 +44,17 @@ def cloud(lab, tmp_path_factory, mariadb_url):
         yield deployment
     finally:
         deployment.stop()
+
+
+@contextlib.contextmanager
+def _known_guest(the_lab, cloud, name, host, **spec):
+    """Start guest ``name`` on ``host``, wait until ``cloud`` knows it, stop it after."""
+    guest = the_lab.start_guest(name, host, **spec)
+    try:
+        _guest_known(cloud, guest.uuid)
+        yield guest
+    finally:
+        the_lab.stop_guest(name)
 
 
 def _guest_known(cloud, uuid):
@@ -132,10 +144,8 @@ def test_dirtying_guest_migrates_and_keeps_beating_on_the_destination(lab,
     (At full speed on loopback: see the NOTE at the top about capped links under TCG.)
     """
     the_lab, hosts = lab
-    guest = the_lab.start_guest('mig-dirty', hosts[1].name, memory_mib=512,
-                                touch_mib=64, dirty_pps=1000)
-    try:
-        _guest_known(full_speed_cloud, guest.uuid)
+    with _known_guest(the_lab, full_speed_cloud, 'mig-dirty', hosts[1].name,
+                      memory_mib=512, touch_mib=64, dirty_pps=1000) as guest:
         before = int_conftest.last_heartbeat_seq(the_lab, 'mig-dirty')
         migration = full_speed_cloud.wait_migration(_migrate(
             full_speed_cloud, guest.uuid, '--host', hosts[0].name))
@@ -144,8 +154,6 @@ def test_dirtying_guest_migrates_and_keeps_beating_on_the_destination(lab,
         assert migration['downtime_ms'] is not None
         _assert_beats_on(the_lab, 'mig-dirty', hosts[0].name)
         assert int_conftest.last_heartbeat_seq(the_lab, 'mig-dirty') > before
-    finally:
-        the_lab.stop_guest('mig-dirty')
 
 
 def test_bad_requests_are_refused_with_one_line(lab, cloud, beating):
@@ -166,13 +174,9 @@ def test_bad_requests_are_refused_with_one_line(lab, cloud, beating):
 def stubborn(lab, cloud):
     """A guest that never converges at the test bandwidth (one at a time: 1 core)."""
     the_lab, hosts = lab
-    guest = the_lab.start_guest('mig-stubborn', hosts[0].name, memory_mib=512,
-                                touch_mib=256, dirty_pps=100000)
-    _guest_known(cloud, guest.uuid)
-    try:
+    with _known_guest(the_lab, cloud, 'mig-stubborn', hosts[0].name, memory_mib=512,
+                      touch_mib=256, dirty_pps=100000) as guest:
         yield guest
-    finally:
-        the_lab.stop_guest('mig-stubborn')
 
 
 def _running_for(cloud, migration_uuid, seconds):
@@ -262,13 +266,9 @@ def quiet_large(lab, cloud):
     """256 MiB of content and no dirtying: about 8 s of pre-copy at the test bandwidth,
     which arrives intact under TCG (see the NOTE at the top)."""
     the_lab, hosts = lab
-    guest = the_lab.start_guest('mig-quiet', hosts[0].name, memory_mib=512,
-                                touch_mib=256, dirty_pps=0)
-    _guest_known(cloud, guest.uuid)
-    try:
+    with _known_guest(the_lab, cloud, 'mig-quiet', hosts[0].name, memory_mib=512,
+                      touch_mib=256, dirty_pps=0) as guest:
         yield guest
-    finally:
-        the_lab.stop_guest('mig-quiet')
 
 
 @pytest.mark.parametrize('victim', ['conductor', 'source-agent', 'destination-agent'])
@@ -325,10 +325,8 @@ def test_a_surviving_conductor_finishes_the_migration_of_a_killed_one(lab, ha_cl
     to the libvirt job, which went on) and completes the migration.
     """
     the_lab, hosts = lab
-    guest = the_lab.start_guest('mig-ha', hosts[0].name, memory_mib=512, touch_mib=256,
-                                dirty_pps=0)
-    try:
-        _guest_known(ha_cloud, guest.uuid)
+    with _known_guest(the_lab, ha_cloud, 'mig-ha', hosts[0].name, memory_mib=512,
+                      touch_mib=256, dirty_pps=0) as guest:
         migration_uuid = _migrate(ha_cloud, guest.uuid, '--host', hosts[1].name)
         _running_for(ha_cloud, migration_uuid, 1)
         started = 'Migration %s instance %s: flow started' % (migration_uuid, guest.uuid)
@@ -344,5 +342,3 @@ def test_a_surviving_conductor_finishes_the_migration_of_a_killed_one(lab, ha_cl
         assert ('Migration %s: claimed on the jobboard' % migration_uuid
                 in ha_cloud.log(survivor))
         _assert_invariants(ha_cloud, the_lab, guest.uuid, 'mig-ha', hosts[1].name)
-    finally:
-        the_lab.stop_guest('mig-ha')
