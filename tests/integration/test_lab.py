@@ -11,6 +11,7 @@ a message naming what is missing: this module never skips.
 """
 
 import os
+import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -112,6 +113,18 @@ def test_hosts_answer_with_their_own_identity(lab, hosts):
     # Host UUIDs are stable per host name.
     assert hosts[0].host_uuid == lab_api.Lab(state_dir=STATE_DIR, base_port=BASE_PORT,
                                              host_prefix=PREFIX).hosts()[0].host_uuid
+
+
+def test_hosts_resolve_their_own_name_without_dns(hosts):
+    # libvirtd looks its hostname up for every migration while it holds the domain's
+    # lock: the lookup must be answered by the host's /etc/hosts, never by DNS.
+    for host in hosts:
+        found = subprocess.run(
+            ['nsenter', '--target', str(host.pid), '--mount', '--uts',
+             'getent', '-s', 'files', 'hosts', host.name],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert found.returncode == 0, (host.name, found.stdout, found.stderr)
+        assert found.stdout.split() == ['127.0.0.1', host.name]
 
 
 def test_start_twice_is_harmless(lab, hosts):

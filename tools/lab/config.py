@@ -17,6 +17,8 @@ Layout under the state dir (default ``/var/lib/mclab``)::
                                   private dirs bind-mounted over /run, /var/lib/libvirt,
                                   /var/log/libvirt, /etc/libvirt, /var/cache/libvirt
     hosts/<name>/start.log        output of the namespace set-up and of libvirtd's start
+    hosts/<name>/hosts            the machine's /etc/hosts plus the host's own name,
+                                  bind-mounted over /etc/hosts (see tools.lab.hosts)
 """
 
 import dataclasses
@@ -143,6 +145,10 @@ class LabConfig:
     def qemu_log(self, host_name, guest_name):
         return os.path.join(self.private_dir(host_name, '/var/log/libvirt'), 'qemu',
                             '%s.log' % guest_name)
+
+    def hosts_file(self, host_name):
+        """Host-side file that host_name sees at /etc/hosts."""
+        return os.path.join(self.host_dir(host_name), 'hosts')
 
     def start_log(self, host_name):
         return os.path.join(self.host_dir(host_name), 'start.log')

@@ -1,7 +1,7 @@
-"""The configuration files of one lab host: libvirtd.conf and qemu.conf.
+"""The configuration files of one lab host: libvirtd.conf, qemu.conf and its /etc/hosts.
 
 Pure functions returning file contents; :mod:`tools.lab.hosts` writes them into the host's
-private /etc/libvirt before every start, so a changed setting takes effect on the next start.
+private dirs before every start, so a changed setting takes effect on the next start.
 """
 
 from xml.sax.saxutils import escape
@@ -51,6 +51,17 @@ def libvirtd_conf(name, tcp_port, host_uuid):
 def qemu_conf(name, migration_ports):
     return QEMU_CONF.format(name=name, migration_port_min=migration_ports[0],
                             migration_port_max=migration_ports[1])
+
+
+def hosts_file(name, machine_hosts):
+    """The host's /etc/hosts: the machine's, then the host's own name on loopback.
+
+    So that libvirtd's lookups of its own hostname never reach DNS (see tools.lab.hosts).
+    """
+    lines = machine_hosts.rstrip('\n')
+    head = '%s\n' % lines if lines else ''
+    return ('%s# Added by tools.lab for lab host %s; rewritten at every start.\n'
+            '127.0.0.1 %s\n' % (head, name, name))
 
 
 def pool_xml(name, path):
