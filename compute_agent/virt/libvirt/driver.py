@@ -12,6 +12,7 @@ thread, while :meth:`LibvirtDriver.live_migrate` blocks another one.
 
 import contextlib
 import logging
+import time
 
 from compute_agent.virt import driver
 from compute_agent.virt.libvirt import host as libvirt_host
@@ -20,6 +21,11 @@ from compute_agent.virt.libvirt import storage
 from migration_conductor import exception
 
 LOG = logging.getLogger(__name__)
+
+# NOTE: libvirtd looks its own hostname up (getaddrinfo) for every migration, while it
+# holds the domain's lock; a lookup this slow stalls migrations and every call on the
+# migrating domain. getHostname performs the same lookup, so init_host times it.
+SLOW_HOSTNAME_LOOKUP_SECONDS = 1.0
 
 
 class LibvirtDriver(driver.ComputeDriver):
@@ -34,8 +40,19 @@ class LibvirtDriver(driver.ComputeDriver):
 
     def init_host(self):
         conn = self._host.get_connection()
+        started = time.monotonic()
+        name = self._host.call('get hostname', conn.getHostname)
+        took = time.monotonic() - started
         LOG.info('Host %(host)s: connected to libvirt at %(uri)s (hostname %(name)s)',
-                 {'host': self.host, 'uri': self._host.uri, 'name': conn.getHostname()})
+                 {'host': self.host, 'uri': self._host.uri, 'name': name})
+        if took > SLOW_HOSTNAME_LOOKUP_SECONDS:
+            LOG.warning('Host %(host)s: libvirt at %(uri)s took %(took).1f s to look up its '
+                        'hostname %(name)s. It repeats that lookup for every migration while '
+                        'holding the domain\'s lock, so each migration from or to this host '
+                        'stalls as long: make the name resolvable locally (/etc/hosts) '
+                        'rather than through DNS.',
+                        {'host': self.host, 'uri': self._host.uri, 'took': took,
+                         'name': name})
 
     def get_host_inventory(self):
         inventory = self._host.get_info()

@@ -6,6 +6,10 @@ here that libvirt's errors leave the driver as typed errors. Migrations themselv
 on real lab hosts in tests/integration/test_libvirt_migration.py.
 """
 
+import logging
+import time
+
+import libvirt
 import pytest
 
 from compute_agent.virt.libvirt import driver as libvirt_driver
@@ -101,3 +105,41 @@ def test_cpu_check_without_cpu_or_without_support_passes(driver):
     assert driver.check_cpu_compatible(None) is None
     # The test driver cannot compare CPUs: the check is skipped (logged), as Nova does.
     assert driver.check_cpu_compatible('<cpu><arch>x86_64</arch></cpu>') is None
+
+
+class _SlowHostnameConnection:
+    """A libvirt connection whose hostname lookup takes ``delay`` seconds."""
+
+    def __init__(self, conn, delay):
+        self._conn = conn
+        self._delay = delay
+
+    def getHostname(self):
+        time.sleep(self._delay)
+        return self._conn.getHostname()
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+@pytest.mark.parametrize('delay, warned', [(0.0, False), (0.05, True)])
+def test_init_host_warns_when_libvirt_looks_its_hostname_up_slowly(
+        tmp_path, monkeypatch, caplog, delay, warned):
+    node = tmp_path / 'node.xml'
+    node.write_text(NODE_XML)
+    monkeypatch.setattr(libvirt_driver, 'SLOW_HOSTNAME_LOOKUP_SECONDS', 0.02)
+    drv = libvirt_driver.LibvirtDriver(
+        'test-host', 'test://%s' % node,
+        open_connection=lambda uri: _SlowHostnameConnection(libvirt.open(uri), delay))
+    caplog.set_level(logging.WARNING, logger=libvirt_driver.__name__)
+    try:
+        drv.init_host()
+    finally:
+        drv.cleanup()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if warned:
+        assert len(warnings) == 1
+        assert 'Host test-host: libvirt at test://%s took' % node in warnings[0]
+        assert '/etc/hosts' in warnings[0]
+    else:
+        assert warnings == []
