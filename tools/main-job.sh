@@ -37,6 +37,10 @@ log_file = $STATE/migration-conductor.log
 
 [all_in_one]
 agents = $agents
+
+[libvirt]
+# The lab's shared pool (mc-shared) is one directory on a local file system.
+trust_shared_pools = true
 CONF
 cat "$STATE/migration-conductor.conf"
 

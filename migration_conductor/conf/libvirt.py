@@ -17,6 +17,20 @@ libvirt_opts = [
                default=10, min=1,
                help='Seconds to wait for libvirtd to accept the connection at start-up '
                     'before the agent gives up with an error naming the URI.'),
+    cfg.BoolOpt('trust_shared_pools',
+                default=False,
+                help='Whether this agent, as a migration source, tells libvirt that '
+                     'disks it does not copy are safe to leave in place '
+                     '(VIR_MIGRATE_UNSAFE). The destination has already judged them '
+                     'shared: the same pool UUID holding the same path on both hosts. '
+                     'libvirt also refuses, with "Migration without shared storage is '
+                     'unsafe", a disk on a file system it does not recognise as shared '
+                     '(a cluster file system it does not know, or one directory seen by '
+                     'several hosts on one machine, as in the lab). Leave it false where '
+                     'shared pools are on NFS or another file system libvirt recognises, '
+                     'so that its check stays as a second guard; set it true only where '
+                     'every pool defined with one UUID on several hosts really is one '
+                     'storage.'),
 ]
 
 

@@ -192,7 +192,9 @@ class Deployment:
         # No [database] section: agents hold no database credentials.
         agent_conf.write_text(
             self.common.replace('[DEFAULT]\n', '[DEFAULT]\nhost = %s\n' % host.name) +
-            '[libvirt]\nconnection_uri = %s\n' % host.uri)
+            '[libvirt]\nconnection_uri = %s\n'
+            # The lab's mc-shared is one directory on a local file system.
+            'trust_shared_pools = true\n' % host.uri)
         self._spawn(host.name, 'migration-compute-agent', agent_conf,
                     wait_for='registered with the conductor')
 

@@ -92,6 +92,7 @@ def test_hosts_answer_with_their_own_identity(lab, hosts):
     assert [h.tcp_port for h in hosts] == [BASE_PORT + 1, BASE_PORT + 2]
     assert all(h.running and h.pid for h in hosts)
     seen_uuids = set()
+    pool_uuids = {'mc-shared': set(), 'mc-local': set()}
     for host in hosts:
         assert host.uri == 'qemu+tcp://127.0.0.1:%d/system' % host.tcp_port
         conn = lab.open(host)
@@ -107,9 +108,13 @@ def test_hosts_answer_with_their_own_identity(lab, hosts):
             local = ET.fromstring(pools['mc-local'].XMLDesc(0)).findtext('target/path')
             assert shared == os.path.join(STATE_DIR, 'shared', 'pool')
             assert local == '/var/lib/libvirt/images'
+            for name, uuids in pool_uuids.items():
+                uuids.add(pools[name].UUIDString())
         finally:
             conn.close()
     assert len(seen_uuids) == 2
+    # Shared storage is one pool UUID on every host; local storage one per host.
+    assert len(pool_uuids['mc-shared']) == 1 and len(pool_uuids['mc-local']) == 2
     # Host UUIDs are stable per host name.
     assert hosts[0].host_uuid == lab_api.Lab(state_dir=STATE_DIR, base_port=BASE_PORT,
                                              host_prefix=PREFIX).hosts()[0].host_uuid
@@ -151,6 +156,27 @@ def test_guest_runs_and_beats(lab, hosts):
     assert (again.uuid, again.host) == (info.uuid, info.host)
     listed = [g for g in lab.guests() if g.name == GUEST]
     assert [(g.host, g.state, g.accelerator) for g in listed] == [('tlab-1', 'running', 'tcg')]
+
+
+def test_a_guest_disk_lives_in_the_pool_asked_for_and_goes_with_the_guest(lab, hosts):
+    with pytest.raises(lab_api.GuestError, match="unknown disk pool 'nowhere'"):
+        lab.start_guest('tdisk', hosts[0].name, disk_pool='nowhere', **GUEST_SETTINGS)
+    lab.start_guest('tdisk', hosts[0].name, disk_pool='mc-local', **GUEST_SETTINGS)
+    image = os.path.join(lab.config.private_dir('tlab-1', '/var/lib/libvirt'), 'images',
+                         'tdisk.img')
+    try:
+        assert os.path.getsize(image) == 16 * 2 ** 20
+        conn = lab.open(hosts[0])
+        try:
+            disk = ET.fromstring(conn.lookupByName('tdisk').XMLDesc(0)).find(
+                'devices/disk')
+            assert disk.find('source').get('file') == '/var/lib/libvirt/images/tdisk.img'
+            assert disk.find('target').get('dev') == 'vda'
+        finally:
+            conn.close()
+    finally:
+        lab.stop_guest('tdisk')
+    assert not os.path.exists(image)
 
 
 def test_live_migration_keeps_the_guest_beating(lab, hosts):

@@ -156,6 +156,35 @@ def test_dirtying_guest_migrates_and_keeps_beating_on_the_destination(lab,
         assert int_conftest.last_heartbeat_seq(the_lab, 'mig-dirty') > before
 
 
+def test_storage_pools_decide_which_guests_can_move(lab, cloud):
+    """On the lab's real pools: a guest whose disk is in mc-shared (one directory every
+    host sees, one pool UUID everywhere) migrates; a guest whose disk is in mc-local (each
+    host's own directory) is refused before anything moves, and keeps running."""
+    the_lab, hosts = lab
+    quiet = dict(memory_mib=256, touch_mib=32, dirty_pps=0)
+    with _known_guest(the_lab, cloud, 'mig-shared-disk', hosts[0].name,
+                      disk_pool='mc-shared', **quiet) as guest:
+        migration = cloud.wait_migration(_migrate(cloud, guest.uuid, '--host',
+                                                  hosts[1].name, '--block-migration',
+                                                  'false'))
+        assert migration['status'] == 'completed', migration['error']
+        _assert_beats_on(the_lab, 'mig-shared-disk', hosts[1].name)
+    with _known_guest(the_lab, cloud, 'mig-local-disk', hosts[0].name,
+                      disk_pool='mc-local', **quiet) as guest:
+        for block_migration in ('false', 'auto'):
+            migration = cloud.wait_migration(_migrate(
+                cloud, guest.uuid, '--host', hosts[1].name,
+                '--block-migration', block_migration))
+            assert migration['status'] == 'failed', migration
+            error = migration['error']     # "<phase> failed on <host>: <message> (<code>)"
+            assert error.startswith('check-destination failed on %s: ' % hosts[1].name)
+            assert error.endswith('(storage_incompatible)')
+            assert 'disk vda (/var/lib/libvirt/images/mig-local-disk.img)' in error
+            _assert_beats_on(the_lab, 'mig-local-disk', hosts[0].name)
+        rows = cloud.migctl('instance', 'list', '--host', hosts[0].name)
+        assert [r['task_state'] for r in rows if r['uuid'] == guest.uuid] == [None]
+
+
 def test_bad_requests_are_refused_with_one_line(lab, cloud, beating):
     _the_lab, hosts = lab
     before = cloud.migctl('migration', 'list')

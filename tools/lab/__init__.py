@@ -173,8 +173,11 @@ class Lab:
     # --- guests ------------------------------------------------------------------------
 
     def start_guest(self, name, host, memory_mib=512, touch_mib=64, dirty_pps=1000,
-                    boot_timeout=lab_guests.BOOT_TIMEOUT):
+                    boot_timeout=lab_guests.BOOT_TIMEOUT, disk_pool=None):
         """Define (persistent) and start guest name on host, and wait for its first heartbeat.
+
+        :param disk_pool: None (diskless), or ``mc-shared`` or ``mc-local``: the pool of
+            host where the guest's disk is created (see tools.lab.guests.start_guest).
 
         Idempotent: a guest already running anywhere in the lab is returned as it is.
         :param host: host name or LabHost.
@@ -185,11 +188,12 @@ class Lab:
         with self._locked():
             lab_install.Installer(self.config).check_images()
             info = lab_guests.start_guest(self.config, self.running_hosts(), name, host_name,
-                                          memory_mib, touch_mib, dirty_pps, boot_timeout)
+                                          memory_mib, touch_mib, dirty_pps, boot_timeout,
+                                          disk_pool=disk_pool)
             data = self._load()
             data['guests'][name] = {'uuid': info.uuid, 'started_on': info.host,
                                     'memory_mib': memory_mib, 'touch_mib': touch_mib,
-                                    'dirty_pps': dirty_pps}
+                                    'dirty_pps': dirty_pps, 'disk_pool': disk_pool}
             self._save(data)
             return info
 

@@ -6,7 +6,8 @@ Commands::
     start [--hosts N]                start hosts <prefix>1..N (default 2)
     status [--json]                  hosts and guests, with accelerator and last heartbeat
     guest-start NAME --host H [--memory-mib M] [--touch-mib T] [--dirty-pps P]
-    guest-stop NAME                  destroy and undefine NAME wherever it runs
+                [--disk-pool mc-shared|mc-local]
+    guest-stop NAME                  destroy and undefine NAME wherever it runs, delete its disk
     guest-console NAME [--lines N]   last heartbeat lines of NAME (--raw: any console line)
     stop                             tear everything down (harmless when nothing runs)
 
@@ -21,6 +22,7 @@ import logging
 import sys
 
 from tools import lab as lab_api
+from tools.lab import guests as lab_guests
 
 
 def _parser():
@@ -50,6 +52,9 @@ def _parser():
     gstart.add_argument('--memory-mib', type=int, default=512)
     gstart.add_argument('--touch-mib', type=int, default=64)
     gstart.add_argument('--dirty-pps', type=int, default=1000)
+    gstart.add_argument('--disk-pool', choices=lab_guests.DISK_POOLS, default=None,
+                        help='give the guest a disk in this pool: mc-shared (storage every '
+                             'host sees) or mc-local (the host\'s own); default: no disk')
     gstart.add_argument('--json', action='store_true', help='print JSON')
     gstop = sub.add_parser('guest-stop', help='destroy and undefine a test guest')
     gstop.add_argument('name')
@@ -111,7 +116,8 @@ def run(args):
         print('lab stopped')
     elif args.command == 'guest-start':
         guest = lab.start_guest(args.name, args.host, memory_mib=args.memory_mib,
-                                touch_mib=args.touch_mib, dirty_pps=args.dirty_pps)
+                                touch_mib=args.touch_mib, dirty_pps=args.dirty_pps,
+                                disk_pool=args.disk_pool)
         if args.json:
             print(json.dumps(guest.to_dict(), indent=2))
         else:

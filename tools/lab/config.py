@@ -173,6 +173,11 @@ class LabConfig:
         return str(uuid.uuid5(UUID_NAMESPACE, 'host/' + host_name))
 
     @staticmethod
+    def shared_pool_uuid(pool_name):
+        """The UUID a shared pool has on every host: how a host knows it shares it."""
+        return str(uuid.uuid5(UUID_NAMESPACE, 'pool/' + pool_name))
+
+    @staticmethod
     def guest_uuid(guest_name):
         return str(uuid.uuid5(UUID_NAMESPACE, 'guest/' + guest_name))
 

@@ -22,11 +22,16 @@ import xml.etree.ElementTree as ET
 
 from tools.lab import consoles
 from tools.lab import errors
+from tools.lab import hostconf
+from tools.lab import hosts as lab_hosts
 from tools.lab import virt
 
 LOG = logging.getLogger(__name__)
 
 EMULATOR = '/usr/bin/qemu-system-x86_64'
+# The pools a guest's disk can be in: storage every host sees, or the host's own.
+DISK_POOLS = (lab_hosts.SHARED_POOL, lab_hosts.LOCAL_POOL)
+DISK_MIB = 16
 BOOT_TIMEOUT = 120  # seconds from "start" to the first heartbeat (TCG boot takes ~3 s)
 
 
@@ -51,8 +56,13 @@ def kernel_cmdline(touch_mib, dirty_pps):
                                                                              dirty_pps)
 
 
-def domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps):
-    """The libvirt XML of a lab guest (string)."""
+def domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps, disk_path=None):
+    """The libvirt XML of a lab guest (string).
+
+    :param disk_path: a raw file attached as the guest's disk vda, or None for a diskless
+        guest. The guest boots from its initramfs and never touches the disk: it is there
+        for the storage checks and for libvirt to carry along.
+    """
     dom = ET.Element('domain', type='qemu')
     ET.SubElement(dom, 'name').text = name
     ET.SubElement(dom, 'uuid').text = uuid
@@ -75,6 +85,11 @@ def domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps):
         ET.SubElement(dom, event).text = 'destroy'
     devices = ET.SubElement(dom, 'devices')
     ET.SubElement(devices, 'emulator').text = EMULATOR
+    if disk_path:
+        disk = ET.SubElement(devices, 'disk', type='file', device='disk')
+        ET.SubElement(disk, 'driver', name='qemu', type='raw', cache='none')
+        ET.SubElement(disk, 'source', file=disk_path)
+        ET.SubElement(disk, 'target', dev='vda', bus='virtio')
     serial = ET.SubElement(devices, 'serial', type='file')
     ET.SubElement(serial, 'source', path=config.console_path(name), append='on')
     ET.SubElement(serial, 'target', port='0')
@@ -139,8 +154,12 @@ def locate(config, running_hosts, name):
 
 
 def start_guest(config, running_hosts, name, host_name, memory_mib, touch_mib, dirty_pps,
-                boot_timeout=BOOT_TIMEOUT):
+                boot_timeout=BOOT_TIMEOUT, disk_pool=None):
     """Define and start guest name on host_name, or return it if it already runs anywhere.
+
+    :param disk_pool: None for a diskless guest, else the lab pool (``mc-shared`` or
+        ``mc-local``) where its disk, volume ``<name>.img`` of DISK_MIB MiB, is created on
+        host_name (an existing one is reused).
 
     :returns: GuestInfo of the running guest.
     :raises GuestError: definition, start or boot failed (the message names the guest, the
@@ -151,6 +170,9 @@ def start_guest(config, running_hosts, name, host_name, memory_mib, touch_mib, d
         raise errors.HostError('cannot start guest %s: host %s is not running (running: %s); '
                                'start it with "python -m tools.lab start"'
                                % (name, host_name, ', '.join(by_name) or 'none'))
+    if disk_pool not in (None,) + DISK_POOLS:
+        raise errors.GuestError('guest %s: unknown disk pool %r (lab pools: %s)'
+                                % (name, disk_pool, ', '.join(DISK_POOLS)))
     if touch_mib >= memory_mib:
         raise errors.GuestError('guest %s: touch_mib (%d) must stay well below memory_mib (%d)'
                                 % (name, touch_mib, memory_mib))
@@ -173,10 +195,12 @@ def start_guest(config, running_hosts, name, host_name, memory_mib, touch_mib, d
     console = config.console_path(name)
     qemu_log = config.qemu_log(host_name, name)
     consoles.reset(console)
-    xml = domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps)
-    LOG.info('guest %s: starting on host %s (uuid %s, %d MiB, touch %d MiB, %d pages/s)',
-             name, host_name, uuid, memory_mib, touch_mib, dirty_pps)
+    LOG.info('guest %s: starting on host %s (uuid %s, %d MiB, touch %d MiB, %d pages/s, '
+             'disk in %s)', name, host_name, uuid, memory_mib, touch_mib, dirty_pps,
+             disk_pool or 'no pool')
     with _connect(config, host) as conn:
+        disk_path = _ensure_disk(conn, name, disk_pool) if disk_pool else None
+        xml = domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps, disk_path)
         dom = conn.call('define guest %s' % name, conn.conn.defineXML, xml,
                         error=errors.GuestError, log=qemu_log)
         conn.call('start guest %s' % name, dom.create, error=errors.GuestError, log=qemu_log)
@@ -194,6 +218,49 @@ def start_guest(config, running_hosts, name, host_name, memory_mib, touch_mib, d
     LOG.info('guest %s runs on host %s (uuid %s, accelerator %s)', name, host_name, info.uuid,
              info.accelerator)
     return info
+
+
+def _disk_name(guest_name):
+    return '%s.img' % guest_name
+
+
+def _ensure_disk(conn, guest_name, pool_name):
+    """The path of the guest's disk in pool_name on conn's host, created if missing."""
+    pool = conn.call('look up storage pool %s' % pool_name, conn.conn.storagePoolLookupByName,
+                     pool_name, error=errors.GuestError)
+    conn.call('refresh storage pool %s' % pool_name, pool.refresh, 0, error=errors.GuestError)
+    volume = _find_volume(conn, pool, _disk_name(guest_name))
+    if volume is None:
+        volume = conn.call('create the disk of guest %s' % guest_name, pool.createXML,
+                           hostconf.volume_xml(_disk_name(guest_name), DISK_MIB), 0,
+                           error=errors.GuestError)
+    return conn.call('read the path of the disk of guest %s' % guest_name, volume.path,
+                     error=errors.GuestError)
+
+
+def _find_volume(conn, pool, volume_name):
+    names = conn.call('list the volumes of pool %s' % pool.name(), pool.listVolumes,
+                      error=errors.GuestError)
+    if volume_name not in names:
+        return None
+    return conn.call('look up volume %s' % volume_name, pool.storageVolLookupByName,
+                     volume_name, error=errors.GuestError)
+
+
+def _delete_disks(conn, guest_name):
+    """Delete the guest's disk from every lab pool of conn's host; return the pools."""
+    deleted = []
+    for pool_name in DISK_POOLS:
+        pool = conn.call('look up storage pool %s' % pool_name,
+                         conn.conn.storagePoolLookupByName, pool_name, error=errors.GuestError)
+        conn.call('refresh storage pool %s' % pool_name, pool.refresh, 0,
+                  error=errors.GuestError)
+        volume = _find_volume(conn, pool, _disk_name(guest_name))
+        if volume is not None:
+            conn.call('delete the disk of guest %s' % guest_name, volume.delete, 0,
+                      error=errors.GuestError)
+            deleted.append(pool_name)
+    return deleted
 
 
 def _wait_boot(config, conn, host, dom, timeout):
@@ -221,7 +288,8 @@ def _remove(conn, dom):
 
 
 def stop_guest(config, running_hosts, name):
-    """Destroy and undefine guest name on every running host; return the hosts it was on."""
+    """Destroy and undefine guest name on every running host, delete its disks (if any)
+    from the lab pools; return the hosts it was on."""
     removed = []
     for host in running_hosts:
         with _connect(config, host) as conn:
@@ -235,6 +303,11 @@ def stop_guest(config, running_hosts, name):
             if conn.call('check guest %s' % name, dom.isPersistent, error=errors.GuestError):
                 conn.call('undefine guest %s' % name, dom.undefine, error=errors.GuestError)
             removed.append(host.name)
+    for host in running_hosts:
+        with _connect(config, host) as conn:
+            for pool_name in _delete_disks(conn, name):
+                LOG.info('guest %s: deleted its disk from pool %s of host %s', name,
+                         pool_name, host.name)
     if not removed:
         LOG.info('guest %s: not found on any running host', name)
     return removed

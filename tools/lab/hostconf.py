@@ -64,7 +64,19 @@ def hosts_file(name, machine_hosts):
             '127.0.0.1 %s\n' % (head, name, name))
 
 
-def pool_xml(name, path):
-    """A dir storage pool; path is as the host sees it (inside its namespace)."""
-    return ("<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>"
-            % (escape(name), escape(path)))
+def pool_xml(name, path, uuid=None):
+    """A dir storage pool; path is as the host sees it (inside its namespace).
+
+    :param uuid: the pool's UUID, or None for one of libvirt's choosing. A pool on
+        storage every host sees gets the same UUID on every host (the project's rule for
+        shared storage, see compute_agent.virt.driver).
+    """
+    uuid_xml = '<uuid>%s</uuid>' % escape(uuid) if uuid else ''
+    return ("<pool type='dir'><name>%s</name>%s<target><path>%s</path></target></pool>"
+            % (escape(name), uuid_xml, escape(path)))
+
+
+def volume_xml(name, capacity_mib):
+    """A raw volume of capacity_mib MiB."""
+    return ("<volume><name>%s</name><capacity unit='MiB'>%d</capacity>"
+            "<target><format type='raw'/></target></volume>" % (escape(name), capacity_mib))

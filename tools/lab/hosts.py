@@ -263,19 +263,34 @@ def last_error(log_path, limit=240):
 
 
 def ensure_pools(config, name, record):
-    """Define, start and autostart the pools mc-shared and mc-local on the host."""
-    wanted = {SHARED_POOL: config.shared_pool_dir, LOCAL_POOL: LOCAL_POOL_PATH}
+    """Define, start and autostart the pools mc-shared and mc-local on the host.
+
+    mc-shared (a directory every host sees) has the same UUID on every host, mc-local (a
+    directory private to the host) one of its own: the convention by which an agent
+    tells shared storage from local storage. A mc-shared of another UUID (defined by an
+    older lab) is defined again; its files stay.
+    """
+    wanted = {SHARED_POOL: (config.shared_pool_dir, config.shared_pool_uuid(SHARED_POOL)),
+              LOCAL_POOL: (LOCAL_POOL_PATH, None)}
     log = config.libvirtd_log(name)
     with virt.HostConnection(name, config.uri(record['tcp_port']), log) as host:
         pools = {p.name(): p for p in host.call('list storage pools',
                                                 host.conn.listAllStoragePools, 0)}
-        for pool_name, path in wanted.items():
+        for pool_name, (path, uuid) in wanted.items():
             pool = pools.get(pool_name)
+            if pool is not None and uuid and host.call(
+                    'read the UUID of pool %s' % pool_name, pool.UUIDString) != uuid:
+                LOG.info('host %s: defining storage pool %s again with UUID %s', name,
+                         pool_name, uuid)
+                if host.call('check storage pool %s' % pool_name, pool.isActive):
+                    host.call('stop storage pool %s' % pool_name, pool.destroy)
+                host.call('undefine storage pool %s' % pool_name, pool.undefine)
+                pool = None
             if pool is None:
                 LOG.info('host %s: defining storage pool %s at %s', name, pool_name, path)
                 pool = host.call('define storage pool %s' % pool_name,
                                  host.conn.storagePoolDefineXML,
-                                 hostconf.pool_xml(pool_name, path), 0)
+                                 hostconf.pool_xml(pool_name, path, uuid), 0)
             if not host.call('check storage pool %s' % pool_name, pool.isActive):
                 host.call('start storage pool %s' % pool_name, pool.create, 0)
             if not host.call('check autostart of pool %s' % pool_name, pool.autostart):

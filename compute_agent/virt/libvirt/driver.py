@@ -32,8 +32,10 @@ class LibvirtDriver(driver.ComputeDriver):
     """Drives the libvirtd at ``uri``; ``advertised_uri`` is how other hosts reach it."""
 
     def __init__(self, host, uri, connect_timeout=10, advertised_uri=None,
-                 open_connection=None):
+                 open_connection=None, trust_shared_pools=False):
+        """:param trust_shared_pools: see the option ``[libvirt] trust_shared_pools``."""
         super().__init__(host)
+        self._trust_shared_pools = trust_shared_pools
         self._host = libvirt_host.Host(uri, connect_timeout=connect_timeout,
                                        open_connection=open_connection)
         self._advertised_uri = advertised_uri or uri
@@ -188,7 +190,7 @@ class LibvirtDriver(driver.ComputeDriver):
     def live_migrate(self, instance_uuid, dest_uri, migrate_uri, options):
         dom = self._get(instance_uuid)
         migration.migrate(self._host, dom, self.host, instance_uuid, dest_uri,
-                          migrate_uri, options)
+                          migrate_uri, options, trust_shared_pools=self._trust_shared_pools)
 
     def get_job_stats(self, instance_uuid):
         dom = self._find(instance_uuid)

@@ -38,15 +38,20 @@ LOG = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 4096
 
 
-def migration_flags(options):
+def migration_flags(options, trust_shared_pools=False):
     """The ``VIR_MIGRATE_*`` flags of a peer-to-peer live migration.
 
     :param options: normalized options (see driver.normalize_migration_options).
+    :param trust_shared_pools: the disks not copied were judged shared by pool identity
+        (the destination's storage check); skip libvirt's own guess from the file
+        system type (see the option ``[libvirt] trust_shared_pools``).
     """
     flags = (libvirt_host.MIGRATE_LIVE | libvirt_host.MIGRATE_PEER2PEER
              | libvirt_host.MIGRATE_PERSIST_DEST | libvirt_host.MIGRATE_UNDEFINE_SOURCE)
     if options['block_migration']:
         flags |= libvirt_host.MIGRATE_NON_SHARED_DISK
+    elif trust_shared_pools:
+        flags |= libvirt_host.MIGRATE_UNSAFE
     if options['auto_converge']:
         flags |= libvirt_host.MIGRATE_AUTO_CONVERGE
     if options['postcopy']:
@@ -66,14 +71,17 @@ def migration_params(migrate_uri, options):
     return params
 
 
-def migrate(host, dom, host_name, instance_uuid, dest_uri, migrate_uri, options):
+def migrate(host, dom, host_name, instance_uuid, dest_uri, migrate_uri, options,
+            trust_shared_pools=False):
     """Run the migration job of ``dom`` to ``dest_uri``; return when it has ended.
+
+    :param trust_shared_pools: see :func:`migration_flags`.
 
     :raises MigrationJobCancelled: the job was aborted; the guest stays here.
     :raises MigrationJobFailed: it did not start or failed.
     """
     options = driver.normalize_migration_options(options, instance_uuid)
-    flags = migration_flags(options)
+    flags = migration_flags(options, trust_shared_pools)
     params = migration_params(migrate_uri, options)
     if options['max_downtime_ms'] is not None:
         # NOTE: set before the job starts (libvirt has no parameter for it in
@@ -88,13 +96,14 @@ def migrate(host, dom, host_name, instance_uuid, dest_uri, migrate_uri, options)
     LOG.info('Instance %(i)s: live migration from host %(host)s to %(dest)s starts '
              '(data via %(uri)s, listen %(listen)s, bandwidth %(bw)s MiB/s, max downtime '
              '%(dt)s ms, block %(block)s, auto-converge %(ac)s, post-copy permitted '
-             '%(pc)s)',
+             '%(pc)s, libvirt\'s shared storage check %(safe)s)',
              {'i': instance_uuid, 'host': host_name, 'dest': dest_uri,
               'uri': migrate_uri or 'default', 'listen': options['listen_address'] or 'any',
               'bw': options['bandwidth_mib'] or 'unlimited',
               'dt': options['max_downtime_ms'] or 'default',
               'block': options['block_migration'], 'ac': options['auto_converge'],
-              'pc': options['postcopy']})
+              'pc': options['postcopy'],
+              'safe': 'skipped' if flags & libvirt_host.MIGRATE_UNSAFE else 'on'})
     started = time.monotonic()
     try:
         dom.migrateToURI3(dest_uri, params, flags)
@@ -105,10 +114,16 @@ def migrate(host, dom, host_name, instance_uuid, dest_uri, migrate_uri, options)
                         '%.1f s', instance_uuid, host_name, dest_uri, took)
             raise exception.MigrationJobCancelled(
                 instance_uuid=instance_uuid, host=host_name) from exc
+        reason = _describe(exc)
+        if exc.get_error_code() == libvirt_host.ERR_MIGRATE_UNSAFE:
+            reason += ('; the destination judged the disks shared (same pool UUID and path '
+                       'on both hosts) but libvirt does not recognise their file system as '
+                       'shared: if those pools really are one storage, set [libvirt] '
+                       'trust_shared_pools = true on the source\'s agent')
         LOG.error('Instance %s: live migration from host %s to %s failed after %.1f s: '
-                  '%s', instance_uuid, host_name, dest_uri, took, _describe(exc))
+                  '%s', instance_uuid, host_name, dest_uri, took, reason)
         raise exception.MigrationJobFailed(instance_uuid=instance_uuid, host=host_name,
-                                           reason=_describe(exc)) from exc
+                                           reason=reason) from exc
     LOG.info('Instance %s: live migration from host %s to %s completed in %.1f s',
              instance_uuid, host_name, dest_uri, time.monotonic() - started)
 

@@ -87,6 +87,13 @@ def test_flags_and_params_follow_the_options():
     assert migration.migration_flags(options) == (
         base | libvirt.VIR_MIGRATE_NON_SHARED_DISK | libvirt.VIR_MIGRATE_AUTO_CONVERGE
         | libvirt.VIR_MIGRATE_POSTCOPY)
+    # Pools trusted: libvirt's file-system check is skipped only when no disk is copied.
+    assert migration.migration_flags(options, trust_shared_pools=True) == (
+        base | libvirt.VIR_MIGRATE_NON_SHARED_DISK | libvirt.VIR_MIGRATE_AUTO_CONVERGE
+        | libvirt.VIR_MIGRATE_POSTCOPY)
+    shared = driver.normalize_migration_options({'block_migration': False})
+    assert migration.migration_flags(shared, trust_shared_pools=True) == (
+        base | libvirt.VIR_MIGRATE_UNSAFE)
     assert migration.migration_params('tcp://127.0.0.1', options) == {
         libvirt.VIR_MIGRATE_PARAM_URI: 'tcp://127.0.0.1',
         libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 32,
@@ -180,3 +187,13 @@ def test_migrate_errors_become_job_errors(host):
         migration.migrate(host, failed, 'src', 'uuid-1', 'qemu+tcp://d/system', None, {})
     assert not isinstance(info.value, exception.MigrationJobCancelled)
     assert 'operation failed: job was broken' in str(info.value)
+
+
+def test_libvirt_refusing_shared_disks_names_the_option_that_decides(host):
+    unsafe = FakeDomain(errors={'migrateToURI3': _error(
+        libvirt.VIR_ERR_MIGRATE_UNSAFE, 'Unsafe migration: Migration without shared '
+                                        'storage is unsafe')})
+    with pytest.raises(exception.MigrationJobFailed) as info:
+        migration.migrate(host, unsafe, 'src', 'uuid-1', 'qemu+tcp://d/system', None, {})
+    assert 'Migration without shared storage is unsafe' in str(info.value)
+    assert '[libvirt] trust_shared_pools = true' in str(info.value)
