@@ -169,6 +169,14 @@ class MigrationAborted(Conflict):
     code = 'aborted'
 
 
+class ClaimLost(MigrationConductorError):
+    """This conductor no longer holds the migration's job on the jobboard."""
+
+    msg_fmt = ('Migration %(migration_uuid)s: this conductor lost its claim on the '
+               'jobboard; another conductor drives it.')
+    code = 'claim_lost'
+
+
 # --- virt driver -----------------------------------------------------------------------
 
 class HypervisorUnavailable(MigrationConductorError):

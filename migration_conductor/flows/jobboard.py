@@ -9,9 +9,11 @@ claims the job and resumes the flow from its last finished task (every task is
 idempotent). A job is consumed when its migration reaches a terminal status.
 
 The claim is atomic in Redis (taskflow's Lua script), so two conductors never both
-hold a job. A conductor that cannot renew a claim it holds (Redis unreachable for
-longer than the expiry, or a pause) has lost it; its runner then suspends that flow
-after its current task, since another conductor may already drive it.
+hold a job. A conductor whose claim is gone or held by another (after a pause longer
+than the expiry), or which could not renew it for as long as the expiry (Redis out of
+reach: the key has expired there, or will before Redis is back), has lost it: that
+flow's persistence is fenced at once, and the flow stops at its next step (see
+:mod:`.runner`).
 
 Redis here is the place of the jobs, not of the migrations' state: if Redis loses its
 data, a conductor that starts posts the jobs of the unfinished migrations again (under
@@ -24,6 +26,7 @@ claims, renews and releases.
 
 import logging
 import threading
+import time
 import urllib.parse
 
 import redis
@@ -74,6 +77,8 @@ class MigrationJobs:
                                   password=self._conf.get('password'),
                                   socket_timeout=5.0)
         self._held = {}         # migration uuid -> the job this conductor holds
+        self._renewed = {}      # migration uuid -> monotonic time of the last renewal
+        self._lost = set()      # migration uuids whose claim was lost, until forgotten
         self._lock = threading.Lock()
 
     def post(self, migration_uuid, book):
@@ -105,37 +110,78 @@ class MigrationJobs:
             job = next((j for m, j in self._jobs() if m == migration_uuid), None)
             if job is None:
                 return None
+        claimed_at = time.monotonic()
         try:
             self._board.claim(job, self.owner, expiry=self._expiry)
         except (taskflow_exc.UnclaimableJob, taskflow_exc.NotFound):
             return None
         with self._lock:
             self._held[migration_uuid] = job
+            self._renewed[migration_uuid] = claimed_at
         return job
 
+    def holds(self, migration_uuid):
+        """Whether this conductor holds the job of ``migration_uuid`` (no Redis call).
+
+        A lost claim is held until :meth:`forget`, but :meth:`fenced` at once.
+        """
+        with self._lock:
+            return migration_uuid in self._held
+
+    def fenced(self, migration_uuid):
+        """Whether the flow of ``migration_uuid`` must save nothing more here: its
+        claim was lost, or is not (or no longer) held."""
+        with self._lock:
+            return migration_uuid in self._lost or migration_uuid not in self._held
+
     def renew(self):
-        """Renew every claim held; return the migration uuids whose claim was lost."""
+        """Renew every claim held; return the migration uuids whose claim was lost.
+
+        A lost claim is fenced at once, and held until :meth:`forget`.
+        """
         with self._lock:
             held = list(self._held.items())
         lost = []
         for migration_uuid, job in held:
+            asked_at = time.monotonic()
             try:
                 renewed = (self._board.find_owner(job) == self.owner
                            and job.extend_expiry(self._expiry))
             except taskflow_exc.JobFailure as exc:
-                LOG.warning('Migration %s: could not renew its claim on the jobboard '
-                            '(%s)', migration_uuid, exc)
-                continue        # it may still be valid; judged again next time
-            if not renewed:
-                lost.append(migration_uuid)
                 with self._lock:
-                    self._held.pop(migration_uuid, None)
+                    silent = asked_at - self._renewed.get(migration_uuid, asked_at)
+                if silent < self._expiry:
+                    LOG.warning('Migration %s: could not renew its claim on the jobboard '
+                                '(%s); it stays valid for %.1f s more', migration_uuid,
+                                exc, self._expiry - silent)
+                    continue
+                LOG.error('Migration %s: could not renew its claim on the jobboard for '
+                          '%.1f s (%s): it has expired', migration_uuid, silent, exc)
+                renewed = False
+            if renewed:
+                with self._lock:
+                    self._renewed[migration_uuid] = asked_at
+            else:
+                with self._lock:
+                    self._lost.add(migration_uuid)
+                lost.append(migration_uuid)
         return lost
+
+    def forget(self, migration_uuid):
+        """Stop counting a lost claim as held (its flow was stopped)."""
+        with self._lock:
+            self._held.pop(migration_uuid, None)
+            self._renewed.pop(migration_uuid, None)
+            self._lost.discard(migration_uuid)
 
     def release(self, migration_uuid, finished):
         """Consume the job of a finished migration, else give it back to the board."""
         with self._lock:
             job = self._held.pop(migration_uuid, None)
+            self._renewed.pop(migration_uuid, None)
+            if migration_uuid in self._lost:    # not ours to consume or abandon
+                self._lost.discard(migration_uuid)
+                job = None
         if job is None:
             return
         try:

@@ -12,7 +12,10 @@ statement per save, without changing what a resume finds:
   matters with two writers of one flow, and a flow has one engine, in one conductor);
 * :class:`MigrationEngine` saves an atom when it ends (or fails, or reverts), not when
   it starts, and not the engine's automatic progress marks: a resumed flow runs the
-  atom that was running again either way (see :class:`_Storage`).
+  atom that was running again either way (see :class:`_Storage`);
+* an engine can be fenced: once its ``fence`` says so (the conductor lost the
+  migration's claim on the jobboard), it saves nothing more, so a conductor that lost
+  a flow never writes over the flow of the conductor that took it.
 
 Thread-safety: the connection keeps no state between operations; each operation runs
 in its own transaction on the shared (thread-safe) SQLAlchemy engine. One engine runs
@@ -20,6 +23,7 @@ one flow in one thread.
 """
 
 import contextlib
+import logging
 import threading
 
 import sqlalchemy as sa
@@ -31,6 +35,8 @@ from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.persistence import models
 from taskflow import states
 from taskflow import storage as taskflow_storage
+
+LOG = logging.getLogger(__name__)
 
 
 def upgrade_persistence(connection_url):
@@ -134,6 +140,18 @@ class SharedConnectionBackend(impl_sqlalchemy.SQLAlchemyBackend):
         super().close()
 
 
+class _Unsaved:
+    """Stands for the connection of a fenced storage: every save is a no-op."""
+
+    @staticmethod
+    def update_flow_details(flow_detail):
+        return flow_detail
+
+    @staticmethod
+    def update_atom_details(atom_detail):
+        return atom_detail
+
+
 class _Storage(taskflow_storage.Storage):
     """taskflow's storage, saving only what a resume needs.
 
@@ -143,7 +161,23 @@ class _Storage(taskflow_storage.Storage):
       FAILURE, REVERTING and the rest are saved as taskflow saves them.
     * The engine's automatic progress marks (0.0 when a task starts, 1.0 when it
       ends) are not saved: the atom's state already says it and nothing reads them.
+    * Once ``fence()`` is true nothing is saved at all; the engine goes on in memory.
     """
+
+    def __init__(self, flow_detail, backend=None, scope_fetcher=None, fence=None):
+        super().__init__(flow_detail, backend=backend, scope_fetcher=scope_fetcher)
+        self._fence = fence
+        self._fenced = False
+
+    def _with_connection(self, functor, *args, **kwargs):
+        if self._fence is not None and (self._fenced or self._fence()):
+            if not self._fenced:
+                self._fenced = True
+                LOG.warning('Migration %s: its flow state is no longer saved here: this '
+                            'conductor lost its claim on the migration',
+                            self._flowdetail.uuid)
+            return functor(_Unsaved, *args, **kwargs)
+        return super()._with_connection(functor, *args, **kwargs)
 
     def set_atom_state(self, atom_name, state):
         if state != states.RUNNING:
@@ -159,7 +193,12 @@ class _Storage(taskflow_storage.Storage):
 
 
 class MigrationEngine(action_engine.SerialActionEngine):
-    """The serial engine of one migration flow, with the storage above."""
+    """The serial engine of one migration flow, with the storage above.
+
+    ``fence``: None, or a callable returning True once this engine must save nothing.
+    """
+
+    fence = None
 
     @property
     def storage(self):
@@ -171,19 +210,21 @@ class MigrationEngine(action_engine.SerialActionEngine):
                     return self._runtime.fetch_scopes_for(atom_name)
                 return None
             self._migration_storage = _Storage(self._flow_detail, backend=self._backend,
-                                               scope_fetcher=scope_fetcher)
+                                               scope_fetcher=scope_fetcher,
+                                               fence=self.fence)
         return self._migration_storage
 
     _migration_storage = None
 
 
-def load(flow, flow_detail, backend, store):
+def load(flow, flow_detail, backend, store, fence=None):
     """An engine for ``flow`` whose state lives in ``flow_detail``.
 
     ``store`` (ids and the request's choices, kept in the flow detail's meta) is
     injected as transient: it is already persisted with the flow detail, so it need
-    not be written again at every (re)load.
+    not be written again at every (re)load. ``fence``: see :class:`MigrationEngine`.
     """
     engine = MigrationEngine(flow, flow_detail, backend, {})
+    engine.fence = fence
     engine.storage.inject(store, transient=True)
     return engine

@@ -15,9 +15,19 @@ a crashed one; the next start resumes the flows.
 Several conductors: with ``[conductor] jobboard_url`` set, every migration is also a
 job on the Redis jobboard (:mod:`.jobboard`) and a conductor runs a flow only while it
 holds the job's claim. The conductor that accepts a request claims its job at once; a
-watcher thread renews the claims held, suspends a flow whose claim was lost, and claims
+watcher thread renews the claims held, stops a flow whose claim was lost, and claims
 the jobs nobody holds (those of a dead conductor once its claims expired). Without a
 jobboard the conductor resumes every unfinished flow when it starts: run one only.
+
+A flow whose claim was lost stops without a trace here, since another conductor may
+already drive it. The watcher marks the claim lost, which fences the flow's
+persistence at once (nothing more is saved, see :mod:`.persistence`). The flow's own
+thread then suspends its engine (no further task starts, no revert runs) and raises
+ClaimLost at the next check of the claim: every task checks before it acts, the
+monitor at each poll, a revert before it undoes anything (see
+:meth:`.tasks.base.MigrationTask.ensure_driven`). NOTE: the watcher cannot suspend
+the engine itself: the engine holds its storage lock while a task runs, and the
+watcher would wait for the task, renewing no claim meanwhile.
 """
 
 import contextlib
@@ -56,6 +66,10 @@ class FlowRunner:
         if conf.conductor.jobboard_url:
             self._jobs = jobboard.MigrationJobs(
                 conf, self._backend, '%s-%s' % (conf.host, uuidutils.generate_uuid()))
+            # NOTE: the tasks ask whether this conductor still drives a migration, and
+            # suspend its flow when it does not (see the module's doc).
+            services.claims = self._jobs
+            services.suspend_flow = self._suspend
         self._lock = threading.Lock()
 
     def create(self, migration_uuid, store):
@@ -124,14 +138,22 @@ class FlowRunner:
                 detail = self._load(migration_uuid)
                 store = detail.meta['store']
                 flow = self._take_flow()
-                engine = persistence.load(flow, detail, self._backend, store)
+                engine = persistence.load(flow, detail, self._backend, store,
+                                          fence=self._fence_for(migration_uuid))
                 with self._lock:
                     self._engines[migration_uuid] = engine
+                failed = None
                 try:
                     engine.run()
                 except Exception as exc:
+                    failed = exc
+                if not self._services.drives(migration_uuid):
+                    LOG.warning('Migration %s instance %s: flow stopped here (state %s), '
+                                'its claim lost', migration_uuid,
+                                store.get('instance_uuid'), engine.storage.get_flow_state())
+                elif failed is not None:
                     LOG.warning('Migration %s instance %s: flow reverted (%s)',
-                                migration_uuid, store.get('instance_uuid'), exc)
+                                migration_uuid, store.get('instance_uuid'), failed)
                 self._idle_flows.put(flow)
         finally:
             with self._lock:
@@ -140,6 +162,11 @@ class FlowRunner:
                     del self._threads[migration_uuid]
             if job is not None:
                 self._jobs.release(migration_uuid, self._finished(migration_uuid))
+
+    def _fence_for(self, migration_uuid):
+        if self._jobs is None:
+            return None
+        return lambda: self._jobs.fenced(migration_uuid)
 
     def _finished(self, migration_uuid):
         try:
@@ -206,23 +233,31 @@ class FlowRunner:
         return claimed
 
     def _watch(self):
-        """Renew the claims held, suspend the flows whose claim is lost, claim more."""
+        """Renew the claims held, stop the flows whose claim is lost, claim more."""
         group = self._conf.conductor
         period = min(group.jobboard_poll_interval, group.jobboard_claim_expiry / 3.0)
         while not self._stopping.wait(period):
             try:
                 for migration_uuid in self._jobs.renew():
-                    with self._lock:
-                        engine = self._engines.get(migration_uuid)
-                    LOG.error('Migration %s: this conductor lost its claim on the '
-                              'jobboard; another conductor may drive it now, so its '
-                              'flow stops here after its current task', migration_uuid)
-                    if engine is not None:
-                        engine.suspend()
+                    self._stop_lost(migration_uuid)
                 self._claim_unclaimed()
             except Exception:   # Redis away: try again next period
                 LOG.exception('The jobboard could not be read; trying again in %s s',
                               period)
+
+    def _stop_lost(self, migration_uuid):
+        """Forget a lost claim (fenced already); its flow stops at its next check."""
+        LOG.error('Migration %s: this conductor lost its claim on the jobboard; another '
+                  'conductor may drive it now, so its flow stops at its next step, '
+                  'saving nothing more', migration_uuid)
+        self._jobs.forget(migration_uuid)
+
+    def _suspend(self, migration_uuid):
+        """Suspend the engine of a flow; called from that flow's own thread."""
+        with self._lock:
+            engine = self._engines.get(migration_uuid)
+        if engine is not None:
+            engine.suspend()
 
     def wait(self, migration_uuid, timeout=None):
         """Wait for the flow of ``migration_uuid`` to end, if it runs here."""

@@ -7,11 +7,13 @@ claims the job (with a short expiry) and never runs it, as a crashed conductor w
 leave it.
 """
 
+import contextlib
 import time
 import uuid
 
 import pytest
 import redis
+from taskflow import exceptions as taskflow_exc
 
 from migration_conductor import all_in_one
 from migration_conductor import rpc
@@ -144,6 +146,79 @@ def test_a_claim_held_elsewhere_is_not_taken(cloud):
         assert book_uuid not in _jobs_on_board(cloud)
     finally:
         other.close()
+
+
+def _flow_states(cloud, migration_uuid):
+    """The flow and atom states as saved in the database (what a resume would find)."""
+    with contextlib.closing(_runner(cloud)._backend.get_connection()) as conn:
+        detail = next(iter(conn.get_logbook(migration_uuid)))
+    return detail.state, {atom.name: atom.state for atom in detail}
+
+
+def test_a_conductor_that_loses_its_claim_mid_migration_stops_without_a_trace(
+        cloud, caplog):
+    """While the job runs, its claim passes to conductor B (as after a pause of this
+    conductor longer than the expiry): the flow stops at the monitor's next poll,
+    reverts nothing and saves nothing. B gives the job back, this conductor claims it
+    again and the migration completes."""
+    runner = _runner(cloud)
+    uuid_ = live.add_stubborn_guest(cloud, 'sim-1', 'g5')
+    migration_uuid = cloud.conductor.live_migrate(cloud.admin, uuid_, host='sim-2').uuid
+    live.wait_for(cloud, migration_uuid, statuses=('running',))
+
+    other = jobboard.MigrationJobs(cloud.conf, runner._backend, 'conductor-b')
+    try:
+        job = dict(other._jobs())[migration_uuid]
+        _redis().delete(job.owner_key)              # this conductor's claim expired...
+        assert other.claim(migration_uuid, job) is not None     # ... and B took it
+        assert _eventually(lambda: migration_uuid not in runner._threads)
+        assert not runner._jobs.holds(migration_uuid)
+        time.sleep(0.5)   # nothing happens afterwards either
+        assert cloud.conductor.get_migration(cloud.admin,
+                                             migration_uuid).status == 'running'
+        assert live.where(cloud, uuid_) == {'sim-1': 'running', 'sim-2': 'paused'}
+        # Saved as it was while the job ran: no failure, no revert, the monitor to do.
+        flow_state, atoms = _flow_states(cloud, migration_uuid)
+        to_do = {'MonitorMigration', 'FinishOnDestination', 'CleanupSource',
+                 'MarkMigrationCompleted'}
+        assert flow_state == 'RUNNING'
+        assert {n: s for n, s in atoms.items() if n in to_do} == dict.fromkeys(
+            to_do, 'PENDING')
+        assert {s for n, s in atoms.items() if n not in to_do} == {'SUCCESS'}, atoms
+        assert any('flow stopped here' in r.getMessage()
+                   and migration_uuid in r.getMessage() for r in caplog.records)
+        other.release(migration_uuid, finished=False)
+    finally:
+        other.close()
+
+    assert _eventually(lambda: runner._jobs.holds(migration_uuid))
+    cloud.conductor.force_complete_migration(cloud.admin, migration_uuid)
+    migration = live.wait_for(cloud, migration_uuid)
+    assert migration.status == 'completed', migration.error
+    assert live.where(cloud, uuid_) == {'sim-2': 'running'}
+    assert _eventually(lambda: _jobs_on_board(cloud) == [])
+
+
+def test_a_claim_that_cannot_be_renewed_counts_as_held_until_it_expired(cloud,
+                                                                        monkeypatch):
+    jobs = jobboard.MigrationJobs(cloud.conf, _runner(cloud)._backend, 'conductor-c')
+    try:
+        book_uuid = str(uuid.uuid4())
+        _runner(cloud).create(book_uuid, {'migration_uuid': book_uuid})
+        assert jobs.claim(book_uuid, _runner(cloud)._created.pop(book_uuid)[1])
+
+        def unreachable(job):
+            raise taskflow_exc.JobFailure('Redis is out of reach')
+        monkeypatch.setattr(jobs._board, 'find_owner', unreachable)
+        assert jobs.renew() == []                   # may still be valid in Redis
+        assert (jobs.holds(book_uuid), jobs.fenced(book_uuid)) == (True, False)
+        time.sleep(EXPIRY)
+        assert jobs.renew() == [book_uuid]          # has expired in Redis by now
+        assert (jobs.holds(book_uuid), jobs.fenced(book_uuid)) == (True, True)
+        jobs.forget(book_uuid)
+        assert (jobs.holds(book_uuid), jobs.fenced(book_uuid)) == (False, True)
+    finally:
+        jobs.close()
 
 
 @pytest.mark.parametrize('url', ['http://127.0.0.1:6379', 'redis://127.0.0.1/zero'])

@@ -73,6 +73,8 @@ class ClaimResourcesOnDestination(base.MigrationTask):
             instance['memory_mb'], instance['vcpus'])
 
     def revert(self, migration_uuid, instance_uuid, dest_host, *args, **kwargs):
+        if not self.reverts_here(migration_uuid, instance_uuid):
+            return
         try:
             self.services.agents.release_resources(self.context, dest_host,
                                                    migration_uuid)
@@ -93,6 +95,8 @@ class PrepareDestination(base.MigrationTask):
                                                         migration_uuid, instance_uuid)
 
     def revert(self, migration_uuid, instance_uuid, dest_host, *args, **kwargs):
+        if not self.reverts_here(migration_uuid, instance_uuid):
+            return
         try:
             self.services.agents.rollback_destination(self.context, dest_host,
                                                       migration_uuid, instance_uuid)
@@ -136,6 +140,8 @@ class StartMigrationOnSource(base.MigrationTask):
                                                  migration_uuid, instance_uuid)
 
     def revert(self, migration_uuid, instance_uuid, source_host, *args, **kwargs):
+        if not self.reverts_here(migration_uuid, instance_uuid):
+            return
         try:
             aborted = self.services.agents.abort_migration(self.context, source_host,
                                                            migration_uuid, instance_uuid)
@@ -153,7 +159,9 @@ class MonitorMigration(base.MigrationTask):
     The source agent answers from libvirt, so this task re-attaches after a conductor or
     agent restart by simply asking again. If the source agent stays silent longer than
     ``[conductor] service_down_time``, the destination is asked whether the guest runs
-    there: if it does, the migration completed.
+    there: if it does, the migration completed. A conductor that lost the migration's
+    claim on the jobboard stops following at its next poll (ClaimLost, its flow
+    suspended, see :mod:`migration_conductor.flows.runner`).
     """
 
     phase = fields.MigrationPhase.MONITOR
@@ -163,6 +171,7 @@ class MonitorMigration(base.MigrationTask):
         conf = self.conf.conductor
         last_answer = time.monotonic()
         while True:
+            self.ensure_driven(migration_uuid)
             try:
                 job = self.services.agents.get_migration_job(
                     self.context, source_host, migration_uuid, instance_uuid,
@@ -253,6 +262,7 @@ class CleanupSource(base.MigrationTask):
     phase = fields.MigrationPhase.FINISH
 
     def execute(self, migration_uuid, instance_uuid, source_host, finish_result):
+        self.ensure_driven(migration_uuid)
         if not finish_result.get('ok'):
             return
         try:

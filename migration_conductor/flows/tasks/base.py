@@ -27,6 +27,28 @@ class Services:
         self.agents = agent_api
         self.context = context
         self.job_events = job_events or JobEvents()
+        # Set by the flow runner when several conductors share the migrations: the
+        # jobboard's claims, and how to suspend the engine of a migration's flow.
+        self.claims = None
+        self.suspend_flow = None
+
+    def drives(self, migration_uuid):
+        """Whether this conductor still drives the migration (its claim not lost)."""
+        return self.claims is None or not self.claims.fenced(migration_uuid)
+
+    def stopped_for_lost_claim(self, migration_uuid):
+        """Suspend the migration's flow if this conductor lost its claim; say so.
+
+        Called in the flow's engine thread, from a task: taskflow's storage lock,
+        which the engine holds while a task runs, lets that thread suspend its own
+        engine (another thread would wait for the task to end). A suspended engine
+        starts no other task and runs no revert.
+        """
+        if self.drives(migration_uuid):
+            return False
+        if self.suspend_flow is not None:
+            self.suspend_flow(migration_uuid)
+        return True
 
 
 class JobEvents:
@@ -104,7 +126,22 @@ class MigrationTask(task.Task):
         return self.services.conf
 
     def status(self, migration_uuid, target, **values):
+        self.ensure_driven(migration_uuid)
         return set_status(self.services, migration_uuid, target, **values)
+
+    def ensure_driven(self, migration_uuid):
+        """Stop here (ClaimLost, the flow suspended) if another conductor may drive the
+        migration now. Every task calls it before it acts (status changes call it)."""
+        if self.services.stopped_for_lost_claim(migration_uuid):
+            raise exception.ClaimLost(migration_uuid=migration_uuid)
+
+    def reverts_here(self, migration_uuid, instance_uuid):
+        """Whether a revert may act: not once this conductor lost the claim."""
+        if self.services.stopped_for_lost_claim(migration_uuid):
+            self.log(migration_uuid, instance_uuid, 'revert %s skipped: another conductor '
+                     'drives the migration now', self.name, level=logging.WARNING)
+            return False
+        return True
 
     @staticmethod
     def log(migration_uuid, instance_uuid, message, *args, level=logging.INFO):

@@ -26,6 +26,8 @@ class MarkMigrationFailedOnRevert(base.MigrationTask):
         self.log(migration_uuid, instance_uuid, 'flow started')
 
     def revert(self, migration_uuid, instance_uuid, *args, **kwargs):
+        if not self.reverts_here(migration_uuid, instance_uuid):
+            return
         failures = kwargs.get('flow_failures') or {}
         name, failure = next(iter(failures.items()), (None, None))
         phase = PHASES.get(name, fields.MigrationPhase.ROLLBACK)
@@ -123,6 +125,7 @@ class WaitForMigrationSlot(base.MigrationTask):
                   == states.CANCELLING):
                 raise exception.MigrationAborted(migration_uuid=migration_uuid)
             time.sleep(conf.monitor_interval)
+            self.ensure_driven(migration_uuid)
 
 
 class MarkMigrationCompleted(base.MigrationTask):
@@ -131,6 +134,7 @@ class MarkMigrationCompleted(base.MigrationTask):
     phase = fields.MigrationPhase.FINISH
 
     def execute(self, migration_uuid, instance_uuid, dest_host, finish_result):
+        self.ensure_driven(migration_uuid)
         if not finish_result.get('ok'):
             # The job completed: the guest is not on the source any more, but the
             # destination did not confirm it runs; an operator must look.

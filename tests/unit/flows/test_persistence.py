@@ -139,3 +139,43 @@ def test_saving_an_unknown_atom_or_flow_raises_not_found(backend):
         conn.update_atom_details(models.TaskDetail('ghost', uuid=str(uuid.uuid4())))
     with pytest.raises(taskflow_exc.NotFound):
         conn.update_flow_details(models.FlowDetail('ghost', uuid=str(uuid.uuid4())))
+
+
+class Undo(task.Task):
+    """Records its reverts."""
+
+    reverted = []
+
+    def execute(self):
+        return 'undo-done'
+
+    def revert(self, *args, **kwargs):
+        Undo.reverted.append(self.name)
+
+
+def test_a_fenced_engine_saves_nothing_and_a_suspended_one_reverts_nothing(
+        backend, database_url):
+    """What a conductor that lost its claim does: its flow stops without a trace."""
+    fenced = []
+
+    class LoseClaim(task.Task):
+        def execute(self):
+            # What the runner does when the claim is lost: fence, suspend, and the
+            # monitor, seeing the claim forgotten, raises.
+            fenced.append(True)
+            engine.suspend()
+            raise RuntimeError('claim lost')
+
+    book_uuid, detail = _new_detail(backend)
+    Undo.reverted = []
+    flow = linear_flow.Flow('f').add(Undo('first'), LoseClaim('monitor'), Undo('after'))
+    engine = persistence.load(flow, detail, backend, {}, fence=lambda: bool(fenced))
+    engine.run()
+
+    assert engine.storage.get_flow_state() == states.SUSPENDED
+    assert Undo.reverted == []      # no revert ran: another conductor owns the flow
+    saved = _reload(database_url, book_uuid)
+    # As saved before the loss: 'first' done, the rest left for the new owner.
+    assert _states(saved) == {'first': states.SUCCESS, 'monitor': states.PENDING,
+                              'after': states.PENDING}
+    assert saved.state == states.RUNNING
