@@ -95,6 +95,16 @@ function setup_logging { _record setup_logging "$@"; iniset $1 DEFAULT log_color
 function run_process { _record run_process "$@"; }
 function stop_process { _record stop_process "$@"; }
 function setup_develop { _record setup_develop "$@"; }
+function install_package { _record install_package "$@"; }
+function start_service { _record start_service "$@"; }
+function trueorfalse {
+    local default=$1 value=${!2:-$1}
+    case "$value" in
+        1|yes|Yes|YES|true|True|TRUE|on|On|ON) echo True ;;
+        0|no|No|NO|false|False|FALSE|off|Off|OFF) echo False ;;
+        *) echo "$default" ;;
+    esac
+}
 function pip_install { _record pip_install "$@"; }
 function get_python_exec_prefix { echo "$STUB_BIN"; }
 function echo_summary { echo "$@"; }
@@ -311,15 +321,19 @@ def test_local_conf_variables_reach_the_files(tmp_path):
                     MC_AGENT_VIRT_DRIVER='simulated',
                     MC_AGENT_MIGRATION_ADDRESS='198.51.100.4',
                     MC_AGENT_ADVERTISED_LIBVIRT_URI='qemu+tcp://198.51.100.4/system',
+                    MC_AGENT_TRUST_SHARED_POOLS='yes',
+                    MC_CONDUCTOR_JOBBOARD_URL='redis://192.0.2.1:6379/3',
                     MIGRATION_CONDUCTOR_STATE_PATH=str(tmp_path / 'state'))
     host.lib('configure_migration_conductor')
 
     conductor = _read_ini(host.conductor_conf)
     assert conductor['database']['connection'] == DB_URL % 'mc_db'
     assert conductor['conductor']['service_down_time'] == '120'
+    assert conductor['conductor']['jobboard_url'] == 'redis://192.0.2.1:6379/3'
     assert conductor['DEFAULT']['state_path'] == str(tmp_path / 'state')
     agent = _read_ini(host.agent_conf)
-    assert agent['libvirt']['connection_uri'] == 'qemu+tcp://127.0.0.1:16601/system'
+    assert agent['libvirt'] == {'connection_uri': 'qemu+tcp://127.0.0.1:16601/system',
+                                'trust_shared_pools': 'True'}
     assert agent['agent'] == {
         'virt_driver': 'simulated', 'heartbeat_interval': '20',
         'migration_address': '198.51.100.4',
@@ -417,6 +431,29 @@ def test_plugin_dispatches_each_phase(tmp_path):
     assert not host.state_path.exists()
     assert not host.conductor_conf.exists()
     assert not host.agent_conf.exists()
+
+
+def test_a_redis_of_its_own_makes_a_jobboard_for_several_conductors(tmp_path):
+    host = Devstack(tmp_path, ['mysql', 'rabbit'], MC_CONDUCTOR_INSTALL_REDIS='True')
+    host.plugin('stack', 'install')
+    assert host.calls() == ['setup_develop %s' % TOP, 'install_package redis-server']
+    host.plugin('stack', 'post-config')
+    conductor = _read_ini(host.conductor_conf)
+    assert conductor['conductor']['jobboard_url'] == 'redis://127.0.0.1:6379/0'
+    _assert_options_exist(host.conductor_conf)
+    host.calls_file.write_text('')
+    host.plugin('stack', 'extra')
+    assert host.calls()[2:4] == [
+        'start_service redis-server',
+        'run_process mc-conductor %s/migration-conductor --config-file %s'
+        % (host.bin, host.conductor_conf)]
+
+
+def test_one_conductor_without_a_jobboard_by_default(tmp_path):
+    host = Devstack(tmp_path, ['mysql', 'rabbit'])
+    host.lib('configure_migration_conductor')
+    assert 'jobboard_url' not in _read_ini(host.conductor_conf)['conductor']
+    assert _read_ini(host.agent_conf)['libvirt']['trust_shared_pools'] == 'False'
 
 
 def test_plugin_does_nothing_when_no_service_is_enabled(tmp_path):
