@@ -26,8 +26,8 @@ LOG = logging.getLogger(__name__)
 # conductor's scheduler refuses destinations older than the source, and calls an agent
 # with the newest RPC version its service version serves (rpcapi.SERVICE_VERSION_CAPS).
 # 1: live migration (RPC 1.1); 2: the source reports disks, the destination judges
-# storage (RPC 1.2).
-SERVICE_VERSION = 2
+# storage (RPC 1.2); 3: block migration of the disks not shared (RPC 1.3).
+SERVICE_VERSION = 3
 
 # Typed errors are answers to the conductor, not faults of the agent.
 expected = messaging.expected_exceptions(exception.MigrationConductorError)
@@ -97,8 +97,9 @@ class AgentManager:
 
         :param block_migration: 'auto', 'true' or 'false' (1.2; a 1.1 conductor sends
             none: 'auto').
-        :returns: ``{'host', 'block_migration'}``: whether the migration must copy the
-            disks (always False in this version, see :mod:`compute_agent.storage`).
+        :returns: ``{'host', 'block_migration', 'copy_disks'}``: whether the migration
+            copies disks, and which (disk dicts: target, path, format; see
+            :mod:`compute_agent.storage`).
         :raises CPUIncompatible, InsufficientResources, InstanceStateConflict.
         :raises StorageIncompatible: the disks cannot come here as requested.
         :raises DestinationRefused: this agent restarted and does not know yet the claims
@@ -113,9 +114,11 @@ class AgentManager:
         instance = source['instance']
         self.tracker.check(migration_uuid, instance_uuid, instance['memory_mb'],
                            instance['vcpus'])
-        block = self._check_storage(migration_uuid, instance_uuid, source,
-                                    block_migration)
-        return {'host': self.host, 'block_migration': block}
+        copy = self._check_storage(migration_uuid, instance_uuid, source,
+                                   block_migration)
+        return {'host': self.host, 'block_migration': bool(copy),
+                'copy_disks': [{'target': d['target'], 'path': d['path'],
+                                'format': d['format']} for d in copy]}
 
     def _check_storage(self, migration_uuid, instance_uuid, source, block_migration):
         """The storage decision (see :mod:`compute_agent.storage`), logged once.
@@ -129,11 +132,11 @@ class AgentManager:
             LOG.warning('Migration %(m)s instance %(i)s: destination %(host)s checked; '
                         'storage not judged (the source reports no disks), no block '
                         'migration (requested %(requested)s)', ids)
-            return False
+            return []
         try:
-            block, summary = storage.decide_block_migration(
+            copy, summary = storage.decide_block_migration(
                 self.host, instance_uuid, block_migration, source['disks'],
-                self.driver.shares_disk)
+                self.driver.shares_disk, self.driver.disk_copy_refusal)
         except exception.StorageIncompatible as exc:
             LOG.info('Migration %(m)s instance %(i)s: destination %(host)s refuses the '
                      'storage (requested %(requested)s): %(reason)s',
@@ -141,8 +144,8 @@ class AgentManager:
             raise
         LOG.info('Migration %(m)s instance %(i)s: destination %(host)s checked; storage: '
                  '%(summary)s, block migration %(block)s (requested %(requested)s)',
-                 dict(ids, summary=summary, block=block))
-        return block
+                 dict(ids, summary=summary, block=bool(copy)))
+        return copy
 
     @expected
     def claim_resources(self, context, migration_uuid, instance_uuid, memory_mb, vcpus):
@@ -207,29 +210,43 @@ class AgentManager:
         return {'power_state': state, 'stats': stats}
 
     @expected
-    def cleanup_source(self, context, migration_uuid, instance_uuid):
-        """Remove what the migration left on the source; the guest must not run here."""
+    def cleanup_source(self, context, migration_uuid, instance_uuid, disks=None):
+        """Remove what the migration left on the source; the guest must not run here.
+
+        :param disks: (1.3) the paths of the disks the migration copied: their
+            originals here are deleted.
+        """
         removed = self._remove_stopped_copy(
             instance_uuid,
             'it still runs on source %s; refusing to remove it' % self.host)
+        deleted = self.driver.delete_disk_copies(instance_uuid, disks) if disks else []
         self.jobs.forget(migration_uuid)
-        LOG.info('Migration %(m)s instance %(i)s: source %(host)s cleaned%(what)s',
+        LOG.info('Migration %(m)s instance %(i)s: source %(host)s cleaned%(what)s%(disks)s',
                  {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
-                  'what': ' (leftover definition removed)' if removed else ''})
+                  'what': ' (leftover definition removed)' if removed else '',
+                  'disks': ' (copied disks deleted: %s)' % ', '.join(deleted)
+                  if deleted else ''})
         return removed
 
     @expected
-    def rollback_destination(self, context, migration_uuid, instance_uuid):
+    def rollback_destination(self, context, migration_uuid, instance_uuid, disks=None):
         """Remove an incoming copy that did not take over, and release the claim.
 
         A running guest here is never removed: then the migration did switch over.
+
+        :param disks: (1.3) the paths of the disks the migration copied here: deleted
+            (the storage check made sure no file was at those paths before).
         """
         removed = self._remove_stopped_copy(
             instance_uuid, 'it runs on destination %s; refusing to roll back' % self.host)
+        deleted = self.driver.delete_disk_copies(instance_uuid, disks) if disks else []
         self.tracker.release(migration_uuid)
-        LOG.info('Migration %(m)s instance %(i)s: destination %(host)s rolled back%(what)s',
+        LOG.info('Migration %(m)s instance %(i)s: destination %(host)s rolled '
+                 'back%(what)s%(disks)s',
                  {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
-                  'what': ' (incoming copy removed)' if removed else ''})
+                  'what': ' (incoming copy removed)' if removed else '',
+                  'disks': ' (disk copies deleted: %s)' % ', '.join(deleted)
+                  if deleted else ''})
         return removed
 
     def _remove_stopped_copy(self, instance_uuid, refusal):

@@ -12,17 +12,22 @@ number; a test checks they agree):
   abort_migration, force_complete_migration, get_instance_state,
   finish_on_destination, cleanup_source, rollback_destination.
 * 1.2 - check_destination takes block_migration and judges the guest's storage.
+* 1.3 - Block migration: check_destination returns copy_disks, start_migration's
+  options take migrate_disks, cleanup_source and rollback_destination take disks.
 """
 
 import oslo_messaging as messaging
 
 from migration_conductor import rpc
 
-RPC_API_VERSION = '1.2'
+RPC_API_VERSION = '1.3'
 
 # The newest API version served by an agent of each service version
 # (compute_agent.manager.SERVICE_VERSION, which the conductor knows from its reports).
-SERVICE_VERSION_CAPS = {1: '1.1', 2: '1.2'}
+SERVICE_VERSION_CAPS = {1: '1.1', 2: '1.2', 3: '1.3'}
+# The first service version whose agents, as sources, copy only the disks named
+# (migrate_disks) and delete the originals afterwards.
+BLOCK_MIGRATION_SERVICE_VERSION = 3
 
 
 def version_cap_for(service_version):
@@ -75,7 +80,9 @@ class AgentAPI:
             serves only 1.1 (service version 1) is called without block_migration: it
             does not judge storage, and its answer has no ``block_migration`` (nothing
             is copied).
-        :returns: a dict with ``host`` and, from 1.2 on, ``block_migration`` (bool).
+        :returns: a dict with ``host`` and, from 1.2 on, ``block_migration`` (bool);
+            from service version 3 on, ``copy_disks`` (the disks a block migration
+            copies: target, path, format).
         """
         cap = version_cap_for(service_version)
         kwargs = {'migration_uuid': migration_uuid, 'instance_uuid': instance_uuid,
@@ -128,10 +135,17 @@ class AgentAPI:
         return self._call(context, host, 'finish_on_destination', '1.1',
                           migration_uuid=migration_uuid, instance_uuid=instance_uuid)
 
-    def cleanup_source(self, context, host, migration_uuid, instance_uuid):
-        return self._call(context, host, 'cleanup_source', '1.1',
-                          migration_uuid=migration_uuid, instance_uuid=instance_uuid)
+    def cleanup_source(self, context, host, migration_uuid, instance_uuid, disks=None):
+        """:param disks: paths of the disks the migration copied (1.3; only agents of
+        service version 3 copy disks, so only they are sent any)."""
+        return self._call(context, host, 'cleanup_source', '1.3' if disks else '1.1',
+                          migration_uuid=migration_uuid, instance_uuid=instance_uuid,
+                          **({'disks': disks} if disks else {}))
 
-    def rollback_destination(self, context, host, migration_uuid, instance_uuid):
-        return self._call(context, host, 'rollback_destination', '1.1',
-                          migration_uuid=migration_uuid, instance_uuid=instance_uuid)
+    def rollback_destination(self, context, host, migration_uuid, instance_uuid,
+                             disks=None):
+        """:param disks: as for :meth:`cleanup_source`."""
+        return self._call(context, host, 'rollback_destination',
+                          '1.3' if disks else '1.1', migration_uuid=migration_uuid,
+                          instance_uuid=instance_uuid,
+                          **({'disks': disks} if disks else {}))

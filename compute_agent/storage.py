@@ -3,15 +3,25 @@
 The source reports the guest's disks with the pool of each (see
 :meth:`compute_agent.virt.driver.ComputeDriver.get_instance_disks`); the destination's
 driver says which of them it shares (same pool identity, see the driver interface's
-NOTE). :func:`decide_block_migration` combines that with what the caller asked for
+NOTE) and whether it can take a copy of the others
+(:meth:`~compute_agent.virt.driver.ComputeDriver.disk_copy_refusal`).
+:func:`decide_block_migration` combines that with what the caller asked for
 (``block_migration``: auto, true or false, see
-:class:`migration_conductor.objects.fields.BlockMigration`).
+:class:`migration_conductor.objects.fields.BlockMigration`):
 
-NOTE: this version cannot copy disks yet (no volumes are created on the destination
-and ``VIR_MIGRATE_NON_SHARED_DISK`` is never set), so a guest with a disk the destination
-does not share is refused even with ``auto`` or ``true``, with a reason that says so,
-instead of starting a migration that libvirt would fail or, worse, that would leave the
-destination running on a disk that is not the guest's.
+========  ======================================  ====================================
+request   every disk shared (or no disk)          some disks not shared
+========  ======================================  ====================================
+false     no copy                                 refused
+auto      no copy                                 copy those disks, if this host can
+true      refused when there are disks, else      copy those disks, if this host can
+          no copy
+========  ======================================  ====================================
+
+Only the disks not shared are copied (libvirt's ``migrate_disks``): a shared disk is
+never written over itself. A disk this host cannot take a copy of (no pool at its
+directory, or a file already at its path) makes the whole migration refused, with the
+reason of each.
 
 Pure functions: no state, any thread.
 """
@@ -20,8 +30,9 @@ from migration_conductor import exception
 from migration_conductor.objects import fields
 
 
-def decide_block_migration(host, instance_uuid, block_migration, disks, shares_disk):
-    """Decide whether the migration copies disks; refuse when it cannot be done.
+def decide_block_migration(host, instance_uuid, block_migration, disks, shares_disk,
+                           copy_refusal):
+    """Decide which disks the migration copies; refuse when it cannot be done.
 
     :param host: this (the destination) host's name, for the error.
     :param instance_uuid: the guest's UUID, for the error.
@@ -29,8 +40,10 @@ def decide_block_migration(host, instance_uuid, block_migration, disks, shares_d
     :param disks: the source's disk dicts (driver.DISK_KEYS); empty for a diskless
         guest.
     :param shares_disk: callable(disk) -> bool, the destination driver's judgement.
-    :returns: a tuple (block_migration: bool, summary: str for the log). Always False
-        for now (see the module's NOTE).
+    :param copy_refusal: callable(disk) -> None or the reason this host cannot take a
+        copy of the disk.
+    :returns: a tuple (disks to copy: a list of disk dicts, empty when nothing is
+        copied; summary: str for the log).
     :raises StorageIncompatible: with the reason.
     """
     local = [disk for disk in disks if not shares_disk(disk)]
@@ -40,15 +53,24 @@ def decide_block_migration(host, instance_uuid, block_migration, disks, shares_d
                 host=host, instance_uuid=instance_uuid,
                 reason='block migration was requested but every disk is on storage '
                        'the destination shares')
-        return False, _shared_summary(disks)
+        return [], _shared_summary(disks)
     if block_migration == fields.BlockMigration.FALSE:
-        reason = ('%s on storage the destination does not share, and block migration '
-                  'was refused' % _describe(local, 'is', 'are'))
-    else:
-        reason = ('%s need block migration, which this version does not do yet'
-                  % _describe(local, 'would', 'would'))
-    raise exception.StorageIncompatible(host=host, instance_uuid=instance_uuid,
-                                        reason=reason)
+        raise exception.StorageIncompatible(
+            host=host, instance_uuid=instance_uuid,
+            reason='%s on storage the destination does not share, and block migration '
+                   'was refused' % _describe(local, 'is', 'are'))
+    refusals = [(disk, copy_refusal(disk)) for disk in local]
+    refused = ['disk %s (%s) cannot be copied here: %s'
+               % (disk['target'], disk['path'] or 'path unknown', reason)
+               for disk, reason in refusals if reason]
+    if refused:
+        raise exception.StorageIncompatible(host=host, instance_uuid=instance_uuid,
+                                            reason='; '.join(refused))
+    shared = len(disks) - len(local)
+    summary = 'copying %s' % ', '.join('%s (%s)' % (d['target'], d['path']) for d in local)
+    if shared:
+        summary += '; %d disk(s) on shared pools' % shared
+    return local, summary
 
 
 def _describe(disks, singular_verb, plural_verb):

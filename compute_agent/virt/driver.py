@@ -40,6 +40,7 @@ MIGRATION_OPTION_DEFAULTS = {
     'auto_converge': False,     # throttle the guest's vCPUs when pre-copy lags
     'postcopy': False,          # permit post-copy (live_migrate never switches)
     'listen_address': None,     # where the destination listens for the data
+    'migrate_disks': None,      # with block_migration: the targets to copy (None: all)
 }
 
 # The keys of a job statistics dict (ComputeDriver.get_job_stats).
@@ -205,6 +206,28 @@ class ComputeDriver(abc.ABC):
             return False
         return self.has_pool_volume(disk['pool_uuid'], disk['path'])
 
+    @abc.abstractmethod
+    def disk_copy_refusal(self, disk):
+        """Why this host (a destination) cannot take a copy of ``disk``, or None.
+
+        A block migration writes the copy at the disk's own path, in a volume the
+        hypervisor creates in the ACTIVE pool whose directory is that path's directory
+        (libvirt does so when the migration starts). A file already at that path is
+        never written over: it may be another guest's disk.
+
+        :param disk: a disk dict (keys :data:`DISK_KEYS`) the source reported.
+        :returns: None, or the reason, a phrase naming the path.
+        """
+
+    @abc.abstractmethod
+    def delete_disk_copies(self, instance_uuid, paths):
+        """Delete the volumes at ``paths`` here: the copies of a block migration that
+        did not take over (on the destination) or the originals it copied (on the
+        source, once the guest runs elsewhere). The caller checks that the guest does
+        not run here. A path no volume is at is skipped; a failed deletion is logged.
+
+        :returns: the paths deleted.
+        """
     # --- migration ---------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -10,8 +10,9 @@ declared by the test with ``add_domain(disks=...)``) and a host may have storage
 (``add_pool(uuid, paths)``: the volume paths it holds). A test models shared storage by
 adding a pool of the same UUID and paths to several hosts, local storage by pools of
 distinct UUIDs, as operators do (see the NOTE of the driver interface). A migration
-takes the domain's disks along; nothing is copied (the simulated data plane carries
-memory only).
+takes the domain's disks along; a block migration first creates the volumes it copies
+in the destination's pool of their directory (``add_pool(directory=...)``), as libvirt
+does, but no data moves (the simulated data plane carries memory only).
 
 Hosts: every SimulatedDriver registers itself, by host name, in a process-wide registry
 when created (and again in ``init_host``) and leaves it in ``cleanup``; a later driver
@@ -35,6 +36,7 @@ between steps, so a pause, an abort or a destroy wakes it at once.
 """
 
 import logging
+import os
 import threading
 import time
 import uuid as uuidlib
@@ -104,7 +106,8 @@ class SimulatedDriver(driver.ComputeDriver):
         super().__init__(host)
         self._conf = conf
         self._domains = {}
-        self._pools = {}             # pool UUID -> {'paths': set, 'active': bool}
+        # pool UUID -> {'paths': set, 'active': bool, 'directory': str or None}
+        self._pools = {}
         self._connected = False
         self._fail_next = None
         self.host_uuid = str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, 'simulated.' + host))
@@ -172,13 +175,20 @@ class SimulatedDriver(driver.ComputeDriver):
             _CHANGED.notify_all()
         return domain_uuid
 
-    def add_pool(self, pool_uuid, paths=(), active=True):
+    def add_pool(self, pool_uuid, paths=(), active=True, directory=None):
         """Define (or redefine) storage pool ``pool_uuid`` holding volumes at ``paths``.
 
-        Add the same pool to several hosts to model shared storage.
+        Add the same pool to several hosts to model shared storage. ``directory``: where
+        its volumes are, for block migrations to create their copies in.
         """
         with _LOCK:
-            self._pools[pool_uuid.lower()] = {'paths': set(paths), 'active': active}
+            self._pools[pool_uuid.lower()] = {'paths': set(paths), 'active': active,
+                                              'directory': directory}
+
+    def volume_paths(self):
+        """The paths of every volume of this host's pools."""
+        with _LOCK:
+            return sorted(set().union(*(p['paths'] for p in self._pools.values())))
 
     def set_dirty_rate(self, domain_uuid, dirty_rate_mib):
         """Change how fast a guest dirties its memory (MiB/s while it runs)."""
@@ -255,6 +265,36 @@ class SimulatedDriver(driver.ComputeDriver):
         with _LOCK:
             pool = self._pools.get(pool_uuid.lower())
             return bool(pool and pool['active'] and path in pool['paths'])
+
+    def _pool_at(self, directory):
+        return next((p for p in self._pools.values()
+                     if p['active'] and p['directory'] == directory), None)
+
+    def disk_copy_refusal(self, disk):
+        path = disk.get('path')
+        if not path:
+            return 'its path is unknown'
+        directory = os.path.dirname(path)
+        with _LOCK:
+            pool = self._pool_at(directory)
+            if pool is None:
+                return 'no active storage pool at %s to create its copy in' % directory
+            if path in pool['paths']:
+                return 'a volume already exists at %s' % path
+        return None
+
+    def delete_disk_copies(self, instance_uuid, paths):
+        deleted = []
+        with _LOCK:
+            for path in paths:
+                for pool in self._pools.values():
+                    if path in pool['paths']:
+                        pool['paths'].discard(path)
+                        deleted.append(path)
+                        break
+        LOG.info('Instance %s: deleted %s on host %s', instance_uuid,
+                 ', '.join(deleted) or 'no volume', self.host)
+        return deleted
 
     # --- migration ---------------------------------------------------------------------------
 
@@ -345,6 +385,16 @@ class SimulatedDriver(driver.ComputeDriver):
         model = simulated_precopy.PrecopyModel(
             domain.memory_mb * MIB, bandwidth_mib * MIB, max_downtime_ms / 1000.0,
             auto_converge=options['auto_converge'])
+        if options['block_migration']:
+            # As libvirt: the copies are created in the destination's pools first.
+            wanted = options['migrate_disks']
+            for disk in domain.disks:
+                if wanted is None or disk['target'] in wanted:
+                    pool = dest._pool_at(os.path.dirname(disk['path'] or ''))
+                    if pool is None:
+                        raise self._failed(instance_uuid, 'no storage pool on %s for a '
+                                           'copy of %s' % (dest_name, disk['path']))
+                    pool['paths'].add(disk['path'])
         incoming = _Domain(instance_uuid, domain.name, domain.memory_mb, domain.vcpus,
                            'paused', domain.dirty_rate_mib, domain.disks)
         incoming.incoming = True

@@ -1,16 +1,22 @@
-"""Storage pre-checks end to end: shared pools migrate, local disks get a typed refusal.
+"""Storage pre-checks end to end: shared pools migrate, local disks are copied or
+refused with a typed error.
 
 The conductor and three simulated agents run in this process (the ``cloud`` fixture of
 test_live_migration). Shared storage is a pool of the same UUID on several hosts, local
 storage a pool of its own UUID on each (the convention of compute_agent.virt.driver).
-This version copies no disk, so a guest with a disk the destination does not share is
-refused at the destination's check, whatever ``block_migration`` says, and nothing
-changes: the guest stays on its source, the instance is unlocked, no claim is left.
+A disk the destination does not share is copied (block migration ``auto`` or ``true``)
+into the destination's pool at the same directory, the original deleted once the guest
+runs there; refused, nothing changes: the guest stays on its source, the instance is
+unlocked, no claim is left.
 """
 
 import functools
+import os
+import time
 
 import pytest
+
+from compute_agent import manager as agent_manager
 
 from tests.functional import test_live_migration as live
 
@@ -29,18 +35,25 @@ def shared_guest(cloud, name, hosts=live.HOSTS):
     return _guest(cloud, name, path, SHARED_POOL)
 
 
-def local_guest(cloud, name):
-    """A guest on sim-1 whose disk is in a local pool; every host has one at that path."""
+def local_guest(cloud, name, pools_elsewhere=True, **spec):
+    """A guest on sim-1 whose disk is in a local pool; the other hosts have an empty
+    local pool at the same directory (or none)."""
     path = LOCAL_PATH % name
     for index, host in enumerate(live.HOSTS):
-        cloud.agents[host].driver.add_pool(
-            'bbbbbbbb-0000-4000-8000-%012d' % index, [path])
-    return _guest(cloud, name, path, 'bbbbbbbb-0000-4000-8000-%012d' % 0)
+        if index == 0 or pools_elsewhere:
+            cloud.agents[host].driver.add_pool(
+                'bbbbbbbb-0000-4000-8000-%012d' % index, [path] if index == 0 else [],
+                directory=os.path.dirname(path))
+    return _guest(cloud, name, path, 'bbbbbbbb-0000-4000-8000-%012d' % 0, **spec)
 
 
-def _guest(cloud, name, path, pool_uuid):
+def volumes(cloud, host):
+    return cloud.agents[host].driver.volume_paths()
+
+
+def _guest(cloud, name, path, pool_uuid, **spec):
     agent = cloud.agents['sim-1']
-    uuid = agent.driver.add_domain(name, disks=[
+    uuid = agent.driver.add_domain(name, **spec, disks=[
         {'target': 'vda', 'path': path, 'format': 'qcow2', 'pool_uuid': pool_uuid}])
     cloud.conductor.register_host(cloud.admin, agent.manager.build_host_report())
     return uuid
@@ -94,17 +107,71 @@ def test_a_guest_on_a_local_pool_with_block_migration_false_is_refused(cloud):
     live.assert_on_source_untouched(cloud, uuid, 'sim-1')
 
 
-def test_a_guest_on_a_local_pool_with_auto_is_refused_for_now(cloud):
-    uuid = local_guest(cloud, 'g-local-auto')
+@pytest.mark.parametrize('block_migration', ['auto', 'true'])
+def test_a_guest_on_a_local_pool_is_copied_and_its_original_deleted(cloud, monkeypatch,
+                                                                    block_migration):
+    name = 'g-local-%s' % block_migration
+    uuid = local_guest(cloud, name)
+    started = []
+    manager_class = type(cloud.agents['sim-1'].manager)
+    original_start = manager_class.start_migration
+
+    def record_start(self, context, migration_uuid, instance_uuid, dest_uri,
+                     migrate_uri, options):
+        started.append((options['block_migration'], options['migrate_disks']))
+        return original_start(self, context, migration_uuid, instance_uuid, dest_uri,
+                              migrate_uri, options)
+    monkeypatch.setattr(manager_class, 'start_migration', record_start)
+
+    migration = migrate(cloud, uuid, block_migration)
+    assert migration.status == 'completed', migration.error
+    assert started == [(True, ['vda'])]
+    assert live.where(cloud, uuid) == {'sim-2': 'running'}
+    assert LOCAL_PATH % name in volumes(cloud, 'sim-2')
+    assert LOCAL_PATH % name not in volumes(cloud, 'sim-1')
+    assert live.claims(cloud) == {}
+
+
+def test_a_disk_no_candidate_can_take_a_copy_of_is_refused(cloud):
+    uuid = local_guest(cloud, 'g-local-nowhere', pools_elsewhere=False)
     del cloud.messages[:]
     # The scheduler chooses: each candidate refuses in turn, the last one is recorded.
     migration = live.wait_for(cloud, cloud.conductor.live_migrate(
         cloud.admin, uuid, block_migration='auto').uuid)
-    assert migration.status == 'failed'
-    assert_refused(migration, migration.error.host, 'would need block migration, which '
-                   'this version does not do yet')
+    assert_refused(migration, migration.error.host, 'disk vda (%s) cannot be copied here: '
+                   'no active storage pool at %s to create its copy in'
+                   % (LOCAL_PATH % 'g-local-nowhere',
+                      os.path.dirname(LOCAL_PATH % 'g-local-nowhere')))
     assert migration.error.host in ('sim-2', 'sim-3')
     assert sorted(checked_destinations(cloud)) == ['sim-2', 'sim-3']
+    live.assert_on_source_untouched(cloud, uuid, 'sim-1')
+
+
+def test_an_aborted_block_migration_deletes_the_copy_and_keeps_the_original(cloud):
+    path = LOCAL_PATH % 'g-local-abort'
+    # As live.add_stubborn_guest: its pre-copy never converges.
+    uuid = local_guest(cloud, 'g-local-abort', memory_mb=4096, dirty_rate_mib=4096)
+    migration_uuid = cloud.conductor.live_migrate(cloud.admin, uuid, host='sim-2').uuid
+    live.wait_for(cloud, migration_uuid, statuses=('running',))
+    deadline = time.monotonic() + 10            # created when the job starts
+    while path not in volumes(cloud, 'sim-2'):
+        assert time.monotonic() < deadline, volumes(cloud, 'sim-2')
+        time.sleep(0.02)
+    cloud.conductor.abort_migration(cloud.admin, migration_uuid)
+    assert live.wait_for(cloud, migration_uuid).status == 'cancelled'
+    assert path not in volumes(cloud, 'sim-2')
+    assert path in volumes(cloud, 'sim-1')
+    live.assert_on_source_untouched(cloud, uuid, 'sim-1')
+
+
+def test_a_source_agent_too_old_to_copy_only_some_disks_is_refused(cloud, monkeypatch):
+    uuid = local_guest(cloud, 'g-local-old')
+    monkeypatch.setattr(agent_manager, 'SERVICE_VERSION', 2)
+    for agent in cloud.agents.values():     # a call: recorded when it returns
+        cloud.conductor.register_host(cloud.admin, agent.manager.build_host_report())
+    migration = migrate(cloud, uuid, 'auto')
+    assert_refused(migration, 'sim-2', 'its disks vda need block migration, which the '
+                   'agent of the source sim-1 (service version 2) does not do: upgrade it')
     live.assert_on_source_untouched(cloud, uuid, 'sim-1')
 
 

@@ -7,6 +7,7 @@ goes on increasing on its new host.
 """
 
 import contextlib
+import os
 import time
 import uuid
 
@@ -158,8 +159,10 @@ def test_dirtying_guest_migrates_and_keeps_beating_on_the_destination(lab,
 
 def test_storage_pools_decide_which_guests_can_move(lab, cloud):
     """On the lab's real pools: a guest whose disk is in mc-shared (one directory every
-    host sees, one pool UUID everywhere) migrates; a guest whose disk is in mc-local (each
-    host's own directory) is refused before anything moves, and keeps running."""
+    host sees, one pool UUID everywhere) migrates without a copy; a guest whose disk is
+    in mc-local (each host's own directory) is refused with block migration "false",
+    and with "auto" its disk is copied while it runs (libvirt's NBD copy), the
+    original deleted once it runs on the destination."""
     the_lab, hosts = lab
     quiet = dict(memory_mib=256, touch_mib=32, dirty_pps=0)
     with _known_guest(the_lab, cloud, 'mig-shared-disk', hosts[0].name,
@@ -169,20 +172,34 @@ def test_storage_pools_decide_which_guests_can_move(lab, cloud):
                                                   'false'))
         assert migration['status'] == 'completed', migration['error']
         _assert_beats_on(the_lab, 'mig-shared-disk', hosts[1].name)
+
+    def image(host):
+        return os.path.join(the_lab.config.private_dir(host.name, '/var/lib/libvirt'),
+                            'images', 'mig-local-disk.img')
+    marker = b'written on %s before the migration' % hosts[0].name.encode()
     with _known_guest(the_lab, cloud, 'mig-local-disk', hosts[0].name,
                       disk_pool='mc-local', **quiet) as guest:
-        for block_migration in ('false', 'auto'):
-            migration = cloud.wait_migration(_migrate(
-                cloud, guest.uuid, '--host', hosts[1].name,
-                '--block-migration', block_migration))
-            assert migration['status'] == 'failed', migration
-            error = migration['error']     # "<phase> failed on <host>: <message> (<code>)"
-            assert error.startswith('check-destination failed on %s: ' % hosts[1].name)
-            assert error.endswith('(storage_incompatible)')
-            assert 'disk vda (/var/lib/libvirt/images/mig-local-disk.img)' in error
-            _assert_beats_on(the_lab, 'mig-local-disk', hosts[0].name)
-        rows = cloud.migctl('instance', 'list', '--host', hosts[0].name)
-        assert [r['task_state'] for r in rows if r['uuid'] == guest.uuid] == [None]
+        with open(image(hosts[0]), 'r+b') as disk:
+            disk.seek(5 * 2 ** 20)
+            disk.write(marker)
+        migration = cloud.wait_migration(_migrate(
+            cloud, guest.uuid, '--host', hosts[1].name, '--block-migration', 'false'))
+        assert migration['status'] == 'failed', migration
+        error = migration['error']     # "<phase> failed on <host>: <message> (<code>)"
+        assert error.startswith('check-destination failed on %s: ' % hosts[1].name)
+        assert error.endswith('(storage_incompatible)')
+        assert 'disk vda (/var/lib/libvirt/images/mig-local-disk.img)' in error
+        _assert_beats_on(the_lab, 'mig-local-disk', hosts[0].name)
+        assert not os.path.exists(image(hosts[1]))
+
+        migration = cloud.wait_migration(_migrate(
+            cloud, guest.uuid, '--host', hosts[1].name, '--block-migration', 'auto'))
+        assert migration['status'] == 'completed', migration['error']
+        _assert_beats_on(the_lab, 'mig-local-disk', hosts[1].name)
+        with open(image(hosts[1]), 'rb') as disk:
+            disk.seek(5 * 2 ** 20)
+            assert disk.read(len(marker)) == marker
+        assert not os.path.exists(image(hosts[0]))
 
 
 def test_bad_requests_are_refused_with_one_line(lab, cloud, beating):

@@ -72,3 +72,27 @@ def test_check_destination_sends_block_migration_only_to_agents_that_know_it(
 def test_the_current_agent_service_version_serves_the_current_rpc_version():
     assert agent_rpcapi.SERVICE_VERSION_CAPS[agent_manager.SERVICE_VERSION] == \
         agent_rpcapi.RPC_API_VERSION
+
+
+@pytest.mark.parametrize('method', ['cleanup_source', 'rollback_destination'])
+@pytest.mark.parametrize('disks,version', [(None, '1.1'), ([], '1.1'),
+                                           (['/var/lib/guests/a.raw'], '1.3')])
+def test_disks_to_delete_are_sent_with_1_3_only(monkeypatch, method, disks, version):
+    """Only agents of service version 3 copy disks, so only they get paths to delete;
+    without any, the call stays one every agent serves."""
+    conf = cfg.ConfigOpts()
+    cmd.register_all(conf, database=False)
+    conf([], project='migration-conductor-unit-tests')
+    sent = []
+
+    def call(cctxt, context, method, **kwargs):
+        sent.append((cctxt._cctxt.target.version, method, kwargs))
+
+    monkeypatch.setattr(rpc._ObservedCallContext, 'call', call)
+    try:
+        getattr(agent_rpcapi.AgentAPI(conf), method)(None, 'h', 'm', 'i', disks=disks)
+    finally:
+        rpc.cleanup()
+    [(sent_version, sent_method, kwargs)] = sent
+    assert (sent_version, sent_method) == (version, method)
+    assert kwargs.get('disks') == (disks or None)

@@ -44,13 +44,14 @@ def migration_flags(options, trust_shared_pools=False):
     :param options: normalized options (see driver.normalize_migration_options).
     :param trust_shared_pools: the disks not copied were judged shared by pool identity
         (the destination's storage check); skip libvirt's own guess from the file
-        system type (see the option ``[libvirt] trust_shared_pools``).
+        system type (see the option ``[libvirt] trust_shared_pools``). The disks copied
+        are safe either way.
     """
     flags = (libvirt_host.MIGRATE_LIVE | libvirt_host.MIGRATE_PEER2PEER
              | libvirt_host.MIGRATE_PERSIST_DEST | libvirt_host.MIGRATE_UNDEFINE_SOURCE)
     if options['block_migration']:
         flags |= libvirt_host.MIGRATE_NON_SHARED_DISK
-    elif trust_shared_pools:
+    if trust_shared_pools:
         flags |= libvirt_host.MIGRATE_UNSAFE
     if options['auto_converge']:
         flags |= libvirt_host.MIGRATE_AUTO_CONVERGE
@@ -68,6 +69,10 @@ def migration_params(migrate_uri, options):
         params[libvirt_host.PARAM_BANDWIDTH] = int(options['bandwidth_mib'])
     if options['listen_address']:
         params[libvirt_host.PARAM_LISTEN_ADDRESS] = options['listen_address']
+    if options['block_migration'] and options['migrate_disks'] is not None:
+        # NOTE: only these are copied; without the list libvirt copies every disk,
+        # shared ones included (over themselves).
+        params[libvirt_host.PARAM_MIGRATE_DISKS] = list(options['migrate_disks'])
     return params
 
 
@@ -101,7 +106,10 @@ def migrate(host, dom, host_name, instance_uuid, dest_uri, migrate_uri, options,
               'uri': migrate_uri or 'default', 'listen': options['listen_address'] or 'any',
               'bw': options['bandwidth_mib'] or 'unlimited',
               'dt': options['max_downtime_ms'] or 'default',
-              'block': options['block_migration'], 'ac': options['auto_converge'],
+              'block': ('%s (%s)' % (options['block_migration'],
+                                     ', '.join(options['migrate_disks'] or ['all disks']))
+                        if options['block_migration'] else False),
+              'ac': options['auto_converge'],
               'pc': options['postcopy'],
               'safe': 'skipped' if flags & libvirt_host.MIGRATE_UNSAFE else 'on'})
     started = time.monotonic()

@@ -17,6 +17,7 @@ Concurrency: no state; any thread may call these at any time.
 """
 
 import logging
+import os
 from xml.etree import ElementTree
 
 from compute_agent.virt import driver
@@ -122,6 +123,74 @@ def has_pool_volume(host, pool_uuid, path):
         _lookup(host, 'refresh storage pool %s' % pool_uuid, pool.refresh, 0)
         found = _pool_uuid_at(host, conn, path)
     return found is not None and found.lower() == pool_uuid.lower()
+
+
+def copy_refusal(host, disk):
+    """Why this host cannot take a block-migration copy of ``disk``, or None.
+
+    See ComputeDriver.disk_copy_refusal: an active pool at the path's directory, and no
+    volume at the path (looked for after a refresh of that pool).
+    """
+    path = disk.get('path')
+    if not path:
+        return 'its path is unknown'
+    directory = os.path.dirname(path)
+    conn = host.get_connection()
+    pool = _pool_at_directory(host, directory)
+    if pool is None:
+        return 'no active storage pool at %s to create its copy in' % directory
+    _lookup(host, 'refresh the storage pool at %s' % directory, pool.refresh, 0)
+    if _pool_uuid_at(host, conn, path) is not None:
+        return 'a volume already exists at %s' % path
+    return None
+
+
+def delete_volumes(host, instance_uuid, paths):
+    """Delete the volumes at ``paths``; return the paths deleted (see the driver)."""
+    conn = host.get_connection()
+    deleted = []
+    for path in paths:
+        volume = _lookup(host, 'look up the volume at %s' % path,
+                         conn.storageVolLookupByPath, path)
+        if volume is None:
+            pool = _pool_at_directory(host, os.path.dirname(path))
+            if pool is not None:
+                _lookup(host, 'refresh the storage pool of %s' % path, pool.refresh, 0)
+                volume = _lookup(host, 'look up the volume at %s' % path,
+                                 conn.storageVolLookupByPath, path)
+        if volume is None:
+            LOG.info('Instance %s: no volume at %s on %s: nothing to delete', instance_uuid,
+                     path, host.uri)
+            continue
+        try:
+            host.call('delete the volume at %s' % path, volume.delete, 0)
+        except libvirt_host.libvirtError as exc:
+            LOG.error('Instance %s: could not delete the volume at %s on %s: %s',
+                      instance_uuid, path, host.uri, libvirt_host.error_message(exc))
+            continue
+        LOG.info('Instance %s: deleted the volume at %s on %s', instance_uuid, path,
+                 host.uri)
+        deleted.append(path)
+    return deleted
+
+
+def _pool_at_directory(host, directory):
+    """The active pool whose target path is ``directory``, or None.
+
+    NOTE: read from each pool's definition rather than with
+    ``storagePoolLookupByTargetPath``, which not every libvirt driver implements.
+    """
+    conn = host.get_connection()
+    pools = _lookup(host, 'list the storage pools', conn.listAllStoragePools,
+                    libvirt_host.LIST_STORAGE_POOLS_ACTIVE) or []
+    wanted = os.path.normpath(directory)
+    for pool in pools:
+        pool_xml = _lookup(host, 'read the definition of a storage pool', pool.XMLDesc, 0)
+        target = ElementTree.fromstring(pool_xml).findtext('target/path') if pool_xml \
+            else None
+        if target and os.path.normpath(target) == wanted:
+            return pool
+    return None
 
 
 def _pool_uuid_at(host, conn, path):

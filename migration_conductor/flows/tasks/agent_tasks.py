@@ -13,6 +13,7 @@ import time
 
 import oslo_messaging as messaging
 
+from compute_agent import rpcapi as agent_rpcapi
 from db import api as db_api
 from migration_conductor import exception
 from migration_conductor.flows import constants as c
@@ -49,15 +50,28 @@ class CheckDestinationHost(base.MigrationTask):
     phase = fields.MigrationPhase.CHECK_DESTINATION
     default_provides = c.DESTINATION_CHECK
 
-    def execute(self, migration_uuid, instance_uuid, dest_host, source_facts):
+    def execute(self, migration_uuid, instance_uuid, dest_host, source_facts,
+                source_host):
         row = self.status(migration_uuid, states.PRE_CHECKING, dest_host=dest_host)
         requested = row['block_migration'] or fields.BlockMigration.AUTO
         dest = db_api.compute_host_get(self.context, dest_host)
         self.log(migration_uuid, instance_uuid, 'checking destination %s (block '
                  'migration %s)', dest_host, requested)
-        return self.services.agents.check_destination(
+        answer = self.services.agents.check_destination(
             self.context, dest_host, migration_uuid, instance_uuid, source_facts,
             requested, service_version=dest['service_version'])
+        if answer.get('copy_disks'):
+            source = db_api.compute_host_get(self.context, source_host)
+            if ((source['service_version'] or 0)
+                    < agent_rpcapi.BLOCK_MIGRATION_SERVICE_VERSION):
+                # An older source would copy every disk, the shared ones included.
+                raise exception.StorageIncompatible(
+                    host=dest_host, instance_uuid=instance_uuid,
+                    reason='its disks %s need block migration, which the agent of the '
+                           'source %s (service version %s) does not do: upgrade it'
+                           % (', '.join(d['target'] for d in answer['copy_disks']),
+                              source_host, source['service_version']))
+        return answer
 
 
 class ClaimResourcesOnDestination(base.MigrationTask):
@@ -89,17 +103,19 @@ class PrepareDestination(base.MigrationTask):
     phase = fields.MigrationPhase.PREPARE
     default_provides = c.DESTINATION
 
-    def execute(self, migration_uuid, instance_uuid, dest_host):
+    def execute(self, migration_uuid, instance_uuid, dest_host, destination_check=None):
         self.status(migration_uuid, states.PREPARING)
         return self.services.agents.prepare_destination(self.context, dest_host,
                                                         migration_uuid, instance_uuid)
 
-    def revert(self, migration_uuid, instance_uuid, dest_host, *args, **kwargs):
+    def revert(self, migration_uuid, instance_uuid, dest_host, destination_check=None,
+               *args, **kwargs):
         if not self.reverts_here(migration_uuid, instance_uuid):
             return
         try:
-            self.services.agents.rollback_destination(self.context, dest_host,
-                                                      migration_uuid, instance_uuid)
+            self.services.agents.rollback_destination(
+                self.context, dest_host, migration_uuid, instance_uuid,
+                disks=copied_paths(destination_check))
         except Exception as exc:  # a revert logs, it never raises
             self.log(migration_uuid, instance_uuid, 'could not roll back destination '
                      '%s: %s', dest_host, exc, level=base.logging.ERROR)
@@ -116,12 +132,15 @@ class StartMigrationOnSource(base.MigrationTask):
         # check returned anything resumes with None (nothing is copied, as then).
         conf = self.conf.conductor
         dest = db_api.compute_host_get(self.context, dest_host)
+        block = bool((destination_check or {}).get('block_migration', False))
         options = {'bandwidth_mib': conf.bandwidth_mib or None,
                    'max_downtime_ms': conf.max_downtime_ms,
-                   'block_migration': bool((destination_check or {}).get(
-                       'block_migration', False)),
+                   'block_migration': block,
                    'auto_converge': False, 'postcopy': False,
                    'listen_address': destination.get('listen_address')}
+        if block:
+            options['migrate_disks'] = [
+                disk['target'] for disk in destination_check.get('copy_disks', ())]
         self.status(migration_uuid, states.RUNNING, started_at=base.now())
         self.log(migration_uuid, instance_uuid, 'starting on %s towards %s (%s, data via '
                  '%s, block migration %s)', source_host, dest_host, dest['libvirt_uri'],
@@ -218,11 +237,21 @@ class MonitorMigration(base.MigrationTask):
         values = {k: stats[k] for k in _PROGRESS_KEYS if stats.get(k) is not None}
         if values:
             db_api.migration_update(self.context, migration_uuid, values)
+        disks = ''
+        if stats.get('disk_total'):
+            disks = ', disks %s/%s MiB copied' % (_mib(stats.get('disk_processed')),
+                                                  _mib(stats['disk_total']))
         self.log(migration_uuid, instance_uuid, 'progress: memory %s/%s MiB sent, %s MiB '
-                 'remaining, iteration %s, dirty rate %s MiB/s, expected downtime %s ms',
-                 _mib(stats.get('memory_processed')), _mib(stats.get('memory_total')),
-                 _mib(stats.get('memory_remaining')), stats.get('iteration'),
-                 _mib(stats.get('dirty_rate')), stats.get('expected_downtime_ms'))
+                 'remaining, iteration %s, dirty rate %s MiB/s, expected downtime %s '
+                 'ms%s', _mib(stats.get('memory_processed')),
+                 _mib(stats.get('memory_total')), _mib(stats.get('memory_remaining')),
+                 stats.get('iteration'), _mib(stats.get('dirty_rate')),
+                 stats.get('expected_downtime_ms'), disks)
+
+
+def copied_paths(destination_check):
+    """The paths of the disks a migration copies, from the destination's answer."""
+    return [disk['path'] for disk in (destination_check or {}).get('copy_disks', ())]
 
 
 def _mib(value):
@@ -261,13 +290,15 @@ class CleanupSource(base.MigrationTask):
 
     phase = fields.MigrationPhase.FINISH
 
-    def execute(self, migration_uuid, instance_uuid, source_host, finish_result):
+    def execute(self, migration_uuid, instance_uuid, source_host, finish_result,
+                destination_check=None):
         self.ensure_driven(migration_uuid)
         if not finish_result.get('ok'):
             return
         try:
-            self.services.agents.cleanup_source(self.context, source_host,
-                                                migration_uuid, instance_uuid)
+            self.services.agents.cleanup_source(
+                self.context, source_host, migration_uuid, instance_uuid,
+                disks=copied_paths(destination_check))
         except Exception as exc:
             self.log(migration_uuid, instance_uuid, 'could not clean source %s: %s',
                      source_host, exc, level=base.logging.ERROR)

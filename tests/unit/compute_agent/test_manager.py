@@ -25,8 +25,10 @@ SOURCE_LOCAL_POOL = 'bbbbbbbb-0000-4000-8000-000000000001'
 DEST_LOCAL_POOL = 'bbbbbbbb-0000-4000-8000-000000000002'
 SHARED_DISK = {'target': 'vda', 'path': '/nfs/guests/g/disk.qcow2', 'format': 'qcow2',
                'pool_uuid': SHARED_POOL}
-LOCAL_DISK = {'target': 'vdb', 'path': '/var/lib/guests/g/data.raw', 'format': 'raw',
+LOCAL_DIR = '/var/lib/guests/g'
+LOCAL_DISK = {'target': 'vdb', 'path': LOCAL_DIR + '/data.raw', 'format': 'raw',
               'pool_uuid': SOURCE_LOCAL_POOL}
+COPY = {'target': 'vdb', 'path': LOCAL_DISK['path'], 'format': 'raw'}
 
 
 class Hosts:
@@ -43,11 +45,13 @@ class Hosts:
                                   for d in self.drivers)
         for agent in (self.source, self.dest):
             agent.tracker.restore([])
-        # The shared pool is on both hosts; each has a local pool of its own UUID that
-        # holds a volume at the same path as the source's local disk.
-        for driver, local in zip(self.drivers, (SOURCE_LOCAL_POOL, DEST_LOCAL_POOL)):
+        # The shared pool is on both hosts; each has a local pool of its own UUID at the
+        # same directory, the source's holding its local disk.
+        for driver in self.drivers:
             driver.add_pool(SHARED_POOL, [SHARED_DISK['path']])
-            driver.add_pool(local, [LOCAL_DISK['path']])
+        self.drivers[0].add_pool(SOURCE_LOCAL_POOL, [LOCAL_DISK['path']],
+                                 directory=LOCAL_DIR)
+        self.drivers[1].add_pool(DEST_LOCAL_POOL, directory=LOCAL_DIR)
 
     def guest(self, disks):
         """Define a guest with ``disks`` on the source; return its source facts."""
@@ -102,7 +106,8 @@ def test_a_diskless_guest_reports_no_disk(hosts):
 @pytest.mark.parametrize('disks', [[SHARED_DISK], []], ids=['shared', 'diskless'])
 def test_shared_or_no_disks_pass_with_auto_and_false(hosts, disks, block_migration):
     _uuid, result = hosts.check(disks, block_migration)
-    assert result == {'host': hosts.dest.host, 'block_migration': False}
+    assert result == {'host': hosts.dest.host, 'block_migration': False,
+                      'copy_disks': []}
 
 
 def test_true_is_refused_when_every_disk_is_shared(hosts):
@@ -116,7 +121,8 @@ def test_true_is_refused_when_every_disk_is_shared(hosts):
 
 def test_true_passes_for_a_diskless_guest(hosts):
     _uuid, result = hosts.check([], 'true')
-    assert result == {'host': hosts.dest.host, 'block_migration': False}
+    assert result == {'host': hosts.dest.host, 'block_migration': False,
+                      'copy_disks': []}
 
 
 # --- ... or some disk not shared ---------------------------------------------------------
@@ -128,11 +134,37 @@ def test_false_is_refused_when_a_disk_is_not_shared(hosts):
 
 
 @pytest.mark.parametrize('block_migration', ['auto', 'true'])
-def test_auto_and_true_are_refused_for_now_when_a_disk_is_not_shared(hosts,
-                                                                     block_migration):
-    assert hosts.refusal([LOCAL_DISK, SHARED_DISK], block_migration).kwargs['reason'] == (
-        'disk vdb (/var/lib/guests/g/data.raw) would need block migration, which this '
-        'version does not do yet')
+def test_auto_and_true_copy_the_disks_not_shared_and_only_those(hosts, block_migration):
+    _uuid, result = hosts.check([LOCAL_DISK, SHARED_DISK], block_migration)
+    assert result == {'host': hosts.dest.host, 'block_migration': True,
+                      'copy_disks': [COPY]}
+
+
+def test_a_copy_needs_a_pool_at_its_directory_and_no_file_at_its_path(hosts):
+    dest = hosts.drivers[1]
+    dest.add_pool(DEST_LOCAL_POOL, directory='/elsewhere')
+    assert hosts.refusal([LOCAL_DISK], 'auto').kwargs['reason'] == (
+        'disk vdb (/var/lib/guests/g/data.raw) cannot be copied here: no active storage '
+        'pool at /var/lib/guests/g to create its copy in')
+    dest.add_pool(DEST_LOCAL_POOL, [LOCAL_DISK['path']], directory=LOCAL_DIR)
+    assert hosts.refusal([LOCAL_DISK], 'true').kwargs['reason'] == (
+        'disk vdb (/var/lib/guests/g/data.raw) cannot be copied here: a volume already '
+        'exists at /var/lib/guests/g/data.raw')
+
+
+def test_copies_are_deleted_by_a_rollback_and_originals_by_the_cleanup(hosts):
+    source, dest = hosts.drivers
+    uuid, _result = hosts.check([LOCAL_DISK], 'auto')
+    dest.add_pool(DEST_LOCAL_POOL, [LOCAL_DISK['path']], directory=LOCAL_DIR)  # copied
+    hosts.dest.rollback_destination(None, MIGRATION, uuid, disks=[LOCAL_DISK['path']])
+    assert dest.volume_paths() == [SHARED_DISK['path']]
+    # The source keeps its disk while the guest runs there.
+    with pytest.raises(dispatcher.ExpectedException):
+        hosts.source.cleanup_source(None, MIGRATION, uuid, disks=[LOCAL_DISK['path']])
+    assert LOCAL_DISK['path'] in source.volume_paths()
+    source.remove_domain(uuid)          # as after the switch-over
+    hosts.source.cleanup_source(None, MIGRATION, uuid, disks=[LOCAL_DISK['path']])
+    assert source.volume_paths() == [SHARED_DISK['path']]
 
 
 def test_every_disk_not_shared_is_named(hosts):
@@ -148,6 +180,7 @@ def test_a_disk_in_no_pool_or_in_an_inactive_pool_is_not_shared(hosts):
     assert dest.shares_disk(SHARED_DISK)
     assert not dest.shares_disk(dict(SHARED_DISK, pool_uuid=None))
     assert not dest.shares_disk(dict(SHARED_DISK, path='/nfs/guests/g/other.qcow2'))
+    dest.add_pool(DEST_LOCAL_POOL, [LOCAL_DISK['path']], directory=LOCAL_DIR)
     assert not dest.shares_disk(LOCAL_DISK)   # same path, other pool UUID
     dest.add_pool(SHARED_POOL, [SHARED_DISK['path']], active=False)
     assert not dest.shares_disk(SHARED_DISK)
@@ -167,11 +200,11 @@ def test_a_source_that_reports_no_disks_is_not_judged(hosts):
     uuid, facts = hosts.guest([LOCAL_DISK])
     del facts['disks']
     result = hosts.dest.check_destination(None, MIGRATION, uuid, facts, 'false')
-    assert result == {'host': hosts.dest.host, 'block_migration': False}
+    assert result == {'host': hosts.dest.host, 'block_migration': False,
+                      'copy_disks': []}
 
 
 def test_an_old_conductor_gets_the_auto_decision(hosts):
     uuid, facts = hosts.guest([LOCAL_DISK])
-    with pytest.raises(dispatcher.ExpectedException) as info:
-        hosts.dest.check_destination(None, MIGRATION, uuid, facts)   # RPC 1.1
-    assert 'does not do yet' in storage_refusal(info.value).kwargs['reason']
+    result = hosts.dest.check_destination(None, MIGRATION, uuid, facts)   # RPC 1.1
+    assert result['copy_disks'] == [COPY]

@@ -87,13 +87,19 @@ def test_flags_and_params_follow_the_options():
     assert migration.migration_flags(options) == (
         base | libvirt.VIR_MIGRATE_NON_SHARED_DISK | libvirt.VIR_MIGRATE_AUTO_CONVERGE
         | libvirt.VIR_MIGRATE_POSTCOPY)
-    # Pools trusted: libvirt's file-system check is skipped only when no disk is copied.
+    # Pools trusted: libvirt's file-system check of the disks not copied is skipped.
     assert migration.migration_flags(options, trust_shared_pools=True) == (
         base | libvirt.VIR_MIGRATE_NON_SHARED_DISK | libvirt.VIR_MIGRATE_AUTO_CONVERGE
-        | libvirt.VIR_MIGRATE_POSTCOPY)
+        | libvirt.VIR_MIGRATE_POSTCOPY | libvirt.VIR_MIGRATE_UNSAFE)
     shared = driver.normalize_migration_options({'block_migration': False})
     assert migration.migration_flags(shared, trust_shared_pools=True) == (
         base | libvirt.VIR_MIGRATE_UNSAFE)
+    # Only the disks named are copied: never a shared one over itself.
+    some = driver.normalize_migration_options({'block_migration': True,
+                                               'migrate_disks': ['vdb']})
+    assert migration.migration_params(None, some) == {
+        libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ['vdb']}
+    assert migration.migration_params(None, dict(some, block_migration=False)) == {}
     assert migration.migration_params('tcp://127.0.0.1', options) == {
         libvirt.VIR_MIGRATE_PARAM_URI: 'tcp://127.0.0.1',
         libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 32,

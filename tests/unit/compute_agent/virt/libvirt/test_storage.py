@@ -311,3 +311,23 @@ def test_a_volume_created_since_the_last_refresh_is_found_after_one(tmp_path):
         assert refreshed == [0]
     finally:
         dest.cleanup()
+
+
+# --- block migration: where a copy can go, and deleting copies ---------------------------
+
+def test_a_copy_goes_where_a_pool_holds_the_directory_and_no_file_is(source, dest):
+    # The destination's local pool is at /var/lib/guests and already holds data.raw.
+    assert dest.disk_copy_refusal({'target': 'vdb', 'path': LOCAL_PATH}) == (
+        'a volume already exists at %s' % LOCAL_PATH)
+    assert dest.disk_copy_refusal({'target': 'vdb',
+                                   'path': '/var/lib/guests/new.raw'}) is None
+    assert dest.disk_copy_refusal({'target': 'vdc', 'path': '/srv/elsewhere/x.raw'}) == (
+        'no active storage pool at /srv/elsewhere to create its copy in')
+    assert dest.disk_copy_refusal({'target': 'vdc', 'path': None}) == (
+        'its path is unknown')
+
+
+def test_deleting_copies_deletes_pool_volumes_only(dest):
+    assert dest.delete_disk_copies(GUEST, [LOCAL_PATH, '/srv/none.raw']) == [LOCAL_PATH]
+    assert dest.disk_copy_refusal({'target': 'vdb', 'path': LOCAL_PATH}) is None
+    assert dest.delete_disk_copies(GUEST, [LOCAL_PATH]) == []     # idempotent
