@@ -174,8 +174,7 @@ def test_storage_pools_decide_which_guests_can_move(lab, cloud):
         _assert_beats_on(the_lab, 'mig-shared-disk', hosts[1].name)
 
     def image(host):
-        return os.path.join(the_lab.config.private_dir(host.name, '/var/lib/libvirt'),
-                            'images', 'mig-local-disk.img')
+        return _local_image(the_lab, host, 'mig-local-disk')
     marker = b'written on %s before the migration' % hosts[0].name.encode()
     with _known_guest(the_lab, cloud, 'mig-local-disk', hosts[0].name,
                       disk_pool='mc-local', **quiet) as guest:
@@ -200,6 +199,12 @@ def test_storage_pools_decide_which_guests_can_move(lab, cloud):
             disk.seek(5 * 2 ** 20)
             assert disk.read(len(marker)) == marker
         assert not os.path.exists(image(hosts[0]))
+
+
+def _local_image(the_lab, host, guest_name):
+    """Where the disk of ``guest_name`` in host's mc-local pool is, seen from here."""
+    return os.path.join(the_lab.config.private_dir(host.name, '/var/lib/libvirt'),
+                        'images', '%s.img' % guest_name)
 
 
 def test_bad_requests_are_refused_with_one_line(lab, cloud, beating):
@@ -244,6 +249,23 @@ def test_abort_leaves_the_guest_running_on_the_source(lab, cloud, stubborn):
     rows = {r['uuid']: r for r in cloud.migctl('instance', 'list')}
     assert (rows[stubborn.uuid]['host'], rows[stubborn.uuid]['task_state']) == (
         hosts[0].name, None)
+
+
+def test_an_aborted_block_migration_leaves_no_copy_behind(lab, cloud):
+    """libvirt creates the copy of a local disk when the job starts and leaves it after
+    an abort: the rollback deletes it, and the original stays with the guest."""
+    the_lab, hosts = lab
+    with _known_guest(the_lab, cloud, 'mig-stubborn-disk', hosts[0].name,
+                      memory_mib=512, touch_mib=256, dirty_pps=100000,
+                      disk_pool='mc-local') as guest:
+        copy = _local_image(the_lab, hosts[1], 'mig-stubborn-disk')
+        migration_uuid = _migrate(cloud, guest.uuid, '--host', hosts[1].name)
+        _running_for(cloud, migration_uuid, 4)
+        assert os.path.exists(copy)
+        assert cloud.migctl('migration', 'abort', migration_uuid)['status'] == 'cancelled'
+        _assert_beats_on(the_lab, 'mig-stubborn-disk', hosts[0].name)
+        assert not os.path.exists(copy)
+        assert os.path.exists(_local_image(the_lab, hosts[0], 'mig-stubborn-disk'))
 
 
 def test_force_complete_finishes_a_migration_that_would_not_converge(lab, cloud,
