@@ -43,10 +43,9 @@ def test_every_client_method_has_an_endpoint(module, client, endpoint):
         assert all(v <= module.RPC_API_VERSION for v in prepared), (name, prepared)
 
 
-@pytest.mark.parametrize('service_version,version,sends_block_migration', [
-    (1, '1.1', False), (None, '1.1', False), (2, '1.2', True), (3, '1.2', True)])
-def test_check_destination_sends_block_migration_only_to_agents_that_know_it(
-        monkeypatch, service_version, version, sends_block_migration):
+@pytest.fixture
+def agent_calls(monkeypatch):
+    """(an AgentAPI, the list of (version, method, kwargs) it sends); nothing is sent."""
     conf = cfg.ConfigOpts()
     cmd.register_all(conf, database=False)
     conf([], project='migration-conductor-unit-tests')
@@ -57,11 +56,17 @@ def test_check_destination_sends_block_migration_only_to_agents_that_know_it(
         return {'host': 'h'}
 
     monkeypatch.setattr(rpc._ObservedCallContext, 'call', call)
-    try:
-        agent_rpcapi.AgentAPI(conf).check_destination(
-            None, 'h', 'm', 'i', {'disks': []}, 'false', service_version=service_version)
-    finally:
-        rpc.cleanup()
+    yield agent_rpcapi.AgentAPI(conf), sent
+    rpc.cleanup()
+
+
+@pytest.mark.parametrize('service_version,version,sends_block_migration', [
+    (1, '1.1', False), (None, '1.1', False), (2, '1.2', True), (3, '1.2', True)])
+def test_check_destination_sends_block_migration_only_to_agents_that_know_it(
+        agent_calls, service_version, version, sends_block_migration):
+    api, sent = agent_calls
+    api.check_destination(None, 'h', 'm', 'i', {'disks': []}, 'false',
+                          service_version=service_version)
     [(sent_version, method, kwargs)] = sent
     assert (sent_version, method) == (version, 'check_destination')
     assert ('block_migration' in kwargs) is sends_block_migration
@@ -77,22 +82,11 @@ def test_the_current_agent_service_version_serves_the_current_rpc_version():
 @pytest.mark.parametrize('method', ['cleanup_source', 'rollback_destination'])
 @pytest.mark.parametrize('disks,version', [(None, '1.1'), ([], '1.1'),
                                            (['/var/lib/guests/a.raw'], '1.3')])
-def test_disks_to_delete_are_sent_with_1_3_only(monkeypatch, method, disks, version):
+def test_disks_to_delete_are_sent_with_1_3_only(agent_calls, method, disks, version):
     """Only agents of service version 3 copy disks, so only they get paths to delete;
     without any, the call stays one every agent serves."""
-    conf = cfg.ConfigOpts()
-    cmd.register_all(conf, database=False)
-    conf([], project='migration-conductor-unit-tests')
-    sent = []
-
-    def call(cctxt, context, method, **kwargs):
-        sent.append((cctxt._cctxt.target.version, method, kwargs))
-
-    monkeypatch.setattr(rpc._ObservedCallContext, 'call', call)
-    try:
-        getattr(agent_rpcapi.AgentAPI(conf), method)(None, 'h', 'm', 'i', disks=disks)
-    finally:
-        rpc.cleanup()
+    api, sent = agent_calls
+    getattr(api, method)(None, 'h', 'm', 'i', disks=disks)
     [(sent_version, sent_method, kwargs)] = sent
     assert (sent_version, sent_method) == (version, method)
     assert kwargs.get('disks') == (disks or None)
