@@ -29,6 +29,7 @@ never shared.
 
 import abc
 import logging
+import os
 
 LOG = logging.getLogger(__name__)
 
@@ -207,6 +208,13 @@ class ComputeDriver(abc.ABC):
         return self.has_pool_volume(disk['pool_uuid'], disk['path'])
 
     @abc.abstractmethod
+    def has_volume_at(self, path):
+        """Whether the ACTIVE pool whose directory is that of ``path`` has a volume at
+        ``path`` (as of now: the pool is refreshed first).
+
+        :returns: True or False; None when no active pool is at that directory.
+        """
+
     def disk_copy_refusal(self, disk):
         """Why this host (a destination) cannot take a copy of ``disk``, or None.
 
@@ -218,6 +226,16 @@ class ComputeDriver(abc.ABC):
         :param disk: a disk dict (keys :data:`DISK_KEYS`) the source reported.
         :returns: None, or the reason, a phrase naming the path.
         """
+        path = disk.get('path')
+        if not path:
+            return 'its path is unknown'
+        found = self.has_volume_at(path)
+        if found is None:
+            return ('no active storage pool at %s to create its copy in'
+                    % os.path.dirname(path))
+        if found:
+            return 'a volume already exists at %s' % path
+        return None
 
     @abc.abstractmethod
     def delete_disk_copies(self, instance_uuid, paths):

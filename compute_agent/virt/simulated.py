@@ -270,18 +270,10 @@ class SimulatedDriver(driver.ComputeDriver):
         return next((p for p in self._pools.values()
                      if p['active'] and p['directory'] == directory), None)
 
-    def disk_copy_refusal(self, disk):
-        path = disk.get('path')
-        if not path:
-            return 'its path is unknown'
-        directory = os.path.dirname(path)
+    def has_volume_at(self, path):
         with _LOCK:
-            pool = self._pool_at(directory)
-            if pool is None:
-                return 'no active storage pool at %s to create its copy in' % directory
-            if path in pool['paths']:
-                return 'a volume already exists at %s' % path
-        return None
+            pool = self._pool_at(os.path.dirname(path))
+            return None if pool is None else path in pool['paths']
 
     def delete_disk_copies(self, instance_uuid, paths):
         deleted = []

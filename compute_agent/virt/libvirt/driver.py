@@ -176,8 +176,8 @@ class LibvirtDriver(driver.ComputeDriver):
     def has_pool_volume(self, pool_uuid, path):
         return storage.has_pool_volume(self._host, pool_uuid, path)
 
-    def disk_copy_refusal(self, disk):
-        return storage.copy_refusal(self._host, disk)
+    def has_volume_at(self, path):
+        return storage.has_volume_at(self._host, path)
 
     def delete_disk_copies(self, instance_uuid, paths):
         return storage.delete_volumes(self._host, instance_uuid, paths)

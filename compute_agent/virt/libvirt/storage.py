@@ -125,24 +125,15 @@ def has_pool_volume(host, pool_uuid, path):
     return found is not None and found.lower() == pool_uuid.lower()
 
 
-def copy_refusal(host, disk):
-    """Why this host cannot take a block-migration copy of ``disk``, or None.
-
-    See ComputeDriver.disk_copy_refusal: an active pool at the path's directory, and no
-    volume at the path (looked for after a refresh of that pool).
-    """
-    path = disk.get('path')
-    if not path:
-        return 'its path is unknown'
+def has_volume_at(host, path):
+    """Whether the active pool at the directory of ``path`` has a volume there (after
+    a refresh of that pool); None when no active pool is at that directory."""
     directory = os.path.dirname(path)
-    conn = host.get_connection()
     pool = _pool_at_directory(host, directory)
     if pool is None:
-        return 'no active storage pool at %s to create its copy in' % directory
+        return None
     _lookup(host, 'refresh the storage pool at %s' % directory, pool.refresh, 0)
-    if _pool_uuid_at(host, conn, path) is not None:
-        return 'a volume already exists at %s' % path
-    return None
+    return _pool_uuid_at(host, host.get_connection(), path) is not None
 
 
 def delete_volumes(host, instance_uuid, paths):
