@@ -83,12 +83,12 @@ class LibvirtDriver(driver.ComputeDriver):
                 host=self.host, action=action, instance_uuid=instance_uuid,
                 reason=reason) from exc
 
-    def _find(self, instance_uuid):
+    def _find(self, instance_uuid, conn=None):
         with self._libvirt_errors('look up', instance_uuid):
-            return self._host.find_domain(instance_uuid)
+            return self._host.find_domain(instance_uuid, conn)
 
-    def _get(self, instance_uuid):
-        dom = self._find(instance_uuid)
+    def _get(self, instance_uuid, conn=None):
+        dom = self._find(instance_uuid, conn)
         if dom is None:
             raise exception.DomainNotFound(instance_uuid=instance_uuid, host=self.host)
         return dom
@@ -194,9 +194,13 @@ class LibvirtDriver(driver.ComputeDriver):
             raise exception.CPUIncompatible(host=self.host, reason=reason)
 
     def live_migrate(self, instance_uuid, dest_uri, migrate_uri, options):
-        dom = self._get(instance_uuid)
-        migration.migrate(self._host, dom, self.host, instance_uuid, dest_uri,
-                          migrate_uri, options, trust_shared_pools=self._trust_shared_pools)
+        # NOTE: the job blocks its call until it ends: it gets a connection of its own,
+        # so that the calls steering it (statistics, abort, pause) never wait behind it.
+        with self._host.job_connection() as conn:
+            dom = self._get(instance_uuid, conn)
+            migration.migrate(self._host, dom, self.host, instance_uuid, dest_uri,
+                              migrate_uri, options,
+                              trust_shared_pools=self._trust_shared_pools)
 
     def get_job_stats(self, instance_uuid):
         dom = self._find(instance_uuid)

@@ -6,14 +6,20 @@ factory is injectable, so two agents (two hosts) can live in one process in test
 other modules of the libvirt driver use the constants and helpers exported here instead
 of importing ``libvirt`` themselves.
 
-Concurrency: libvirt connections are thread-safe (one migration can block a thread in
-``migrateToURI3`` while other threads read job statistics or abort it on the same
-connection); the lock here only guards (re)opening. Every other blocking call goes
-through :meth:`Host.call`, which waits a bounded time: a wedged libvirtd or QEMU can
-block a call forever (LAB.md saw it), and an RPC thread must not hang with it.
+Concurrency: the shared connection serves short calls from any thread (RPC handlers,
+job monitors); the lock here only guards (re)opening it. A call that blocks for a whole
+job (``migrateToURI3``) runs on a connection of its own (:meth:`Host.job_connection`):
+libvirt's RPC client lets the thread waiting longest do the socket I/O for every thread
+of a connection, and with libvirt 9.0 a short call sometimes waits behind that thread
+until the job ends (seen on the lab: a state or job statistics read stuck for the
+whole of a migration that could only end by being paused or aborted through that very
+connection). Every other blocking call goes through :meth:`Host.call`, which waits a
+bounded time: a wedged libvirtd or QEMU can block a call forever, and an RPC thread
+must not hang with it.
 """
 
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from xml.etree import ElementTree
@@ -148,6 +154,26 @@ class Host:
             self._conn = self._open_bounded()
             return self._conn
 
+    @contextlib.contextmanager
+    def job_connection(self):
+        """Yield a new connection for one long-blocking job call, closed afterwards.
+
+        Only the job's own call (and the look-up of its domain) should use it; the
+        statistics, abort and pause calls that steer the job stay on the shared
+        connection, which the job then cannot stall (see the module docstring).
+
+        :raises HypervisorUnavailable: libvirtd cannot be reached.
+        """
+        conn = self._open_bounded()
+        try:
+            yield conn
+        finally:
+            try:
+                conn.close()
+            except libvirt.libvirtError as exc:
+                LOG.debug('Closing a job connection to %s failed: %s', self.uri,
+                          error_message(exc))
+
     def close(self):
         with self._lock:
             if self._conn is not None:
@@ -266,13 +292,15 @@ class Host:
             raise box['error']
         return box.get('value')
 
-    def find_domain(self, uuid):
+    def find_domain(self, uuid, conn=None):
         """Return the virDomain with that UUID, or None when it is not defined here.
 
+        :param conn: the connection to look it up on (the domain's calls go through
+            it); the shared one by default.
         :raises HypervisorUnavailable: libvirtd cannot be reached or does not answer.
         :raises libvirtError: any other libvirt failure.
         """
-        conn = self.get_connection()
+        conn = conn or self.get_connection()
         try:
             return self.call('look up domain %s' % uuid, conn.lookupByUUIDString, uuid)
         except libvirt.libvirtError as exc:

@@ -143,3 +143,62 @@ def test_init_host_warns_when_libvirt_looks_its_hostname_up_slowly(
         assert '/etc/hosts' in warnings[0]
     else:
         assert warnings == []
+
+
+class _TracedConnection:
+    """A libvirt connection that records, in ``log``, which connection each call used."""
+
+    def __init__(self, conn, log, index):
+        self._conn, self._log, self._index = conn, log, index
+
+    def lookupByUUIDString(self, uuid):
+        return _TracedDomain(self._conn.lookupByUUIDString(uuid), self._log, self._index)
+
+    def close(self):
+        self._log.append((self._index, 'close'))
+        return self._conn.close()
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+class _TracedDomain:
+    def __init__(self, dom, log, index):
+        self._dom, self._log, self._index = dom, log, index
+
+    def __getattr__(self, name):
+        method = getattr(self._dom, name)
+
+        def traced(*args):
+            self._log.append((self._index, name))
+            return method(*args)
+        return traced
+
+
+def test_the_migration_job_runs_on_a_connection_of_its_own(tmp_path):
+    node = tmp_path / 'node.xml'
+    node.write_text(NODE_XML)
+    log, opened = [], []
+
+    def open_connection(uri):
+        opened.append(uri)
+        return _TracedConnection(libvirt.open(uri), log, len(opened) - 1)
+
+    drv = libvirt_driver.LibvirtDriver('test-host', 'test://%s' % node,
+                                       open_connection=open_connection)
+    drv.init_host()
+    try:
+        # libvirt's test driver cannot migrate: the job fails, as a typed error.
+        with pytest.raises(exception.MigrationJobFailed):
+            drv.live_migrate(UUID, 'qemu+tcp://127.0.0.1:1/system', None,
+                             {'max_downtime_ms': None})
+        assert drv.find_instance(UUID) == 'running'
+    finally:
+        drv.cleanup()
+    # Connection 0 is the shared one; the job had connection 1, closed once it ended.
+    assert len(opened) == 2
+    job = log.index((1, 'migrateToURI3'))
+    assert log[job + 1] == (1, 'close')
+    assert (0, 'migrateToURI3') not in log
+    # Calls about the guest stay on the shared connection, closed by cleanup().
+    assert log[job + 2:] == [(0, 'state'), (0, 'close')]
