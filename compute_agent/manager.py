@@ -136,7 +136,8 @@ class AgentManager:
         try:
             copy, summary = storage.decide_block_migration(
                 self.host, instance_uuid, block_migration, source['disks'],
-                self.driver.shares_disk, self.driver.disk_copy_refusal)
+                self.driver.shares_disk, self.driver.disk_copy_refusal,
+                self.driver.pool_free_bytes)
         except exception.StorageIncompatible as exc:
             LOG.info('Migration %(m)s instance %(i)s: destination %(host)s refuses the '
                      'storage (requested %(requested)s): %(reason)s',

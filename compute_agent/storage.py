@@ -21,17 +21,22 @@ true      refused when there are disks, else      copy those disks, if this host
 Only the disks not shared are copied (libvirt's ``migrate_disks``): a shared disk is
 never written over itself. A disk this host cannot take a copy of (no pool at its
 directory, or a file already at its path) makes the whole migration refused, with the
-reason of each.
+reason of each; so does a pool without room for the copies going into it (the sum of
+their allocations on the source against the pool's free bytes). A copy whose size the
+source did not report (an older agent) is not counted, and the log says so.
 
 Pure functions: no state, any thread.
 """
+
+import math
+import os
 
 from migration_conductor import exception
 from migration_conductor.objects import fields
 
 
 def decide_block_migration(host, instance_uuid, block_migration, disks, shares_disk,
-                           copy_refusal):
+                           copy_refusal, free_bytes):
     """Decide which disks the migration copies; refuse when it cannot be done.
 
     :param host: this (the destination) host's name, for the error.
@@ -42,6 +47,8 @@ def decide_block_migration(host, instance_uuid, block_migration, disks, shares_d
     :param shares_disk: callable(disk) -> bool, the destination driver's judgement.
     :param copy_refusal: callable(disk) -> None or the reason this host cannot take a
         copy of the disk.
+    :param free_bytes: callable(directory) -> the bytes free in this host's pool at
+        that directory, or None when it cannot tell.
     :returns: a tuple (disks to copy: a list of disk dicts, empty when nothing is
         copied; summary: str for the log).
     :raises StorageIncompatible: with the reason.
@@ -63,14 +70,49 @@ def decide_block_migration(host, instance_uuid, block_migration, disks, shares_d
     refused = ['disk %s (%s) cannot be copied here: %s'
                % (disk['target'], disk['path'] or 'path unknown', reason)
                for disk, reason in refusals if reason]
+    refused.extend(_room_refusals(local, free_bytes))
     if refused:
         raise exception.StorageIncompatible(host=host, instance_uuid=instance_uuid,
                                             reason='; '.join(refused))
     shared = len(disks) - len(local)
-    summary = 'copying %s' % ', '.join('%s (%s)' % (d['target'], d['path']) for d in local)
+    summary = 'copying %s' % ', '.join(
+        '%s (%s, %s)' % (d['target'], d['path'], _size(d.get('allocation')))
+        for d in local)
     if shared:
         summary += '; %d disk(s) on shared pools' % shared
     return local, summary
+
+
+def _room_refusals(local, free_bytes):
+    """A reason for each pool that has less room than the copies going into it."""
+    by_directory = {}
+    for disk in local:
+        by_directory.setdefault(os.path.dirname(disk['path']), []).append(disk)
+    refused = []
+    for directory, copies in sorted(by_directory.items()):
+        free = free_bytes(directory)
+        needed = sum(disk.get('allocation') or 0 for disk in copies)
+        if free is not None and needed > free:
+            refused.append('the storage pool at %s has %s free, the copy of %s needs %s'
+                           % (directory, _size(free, math.floor), _describe_sized(copies),
+                              _size(needed)))
+    return refused
+
+
+def _size(nbytes, rounding=math.ceil):
+    """'12.5 MiB' (to a tenth, rounded up unless told), or 'size unknown' for None.
+
+    NOTE: room is shown rounded down and needs rounded up, so that a refusal never
+    reads "has 400.0 MiB free, needs 400.0 MiB".
+    """
+    if nbytes is None:
+        return 'size unknown'
+    return '%.1f MiB' % (rounding(nbytes * 10 / 2 ** 20) / 10)
+
+
+def _describe_sized(disks):
+    return ', '.join('%s (%s, %s)' % (disk['target'], disk['path'],
+                                      _size(disk.get('allocation'))) for disk in disks)
 
 
 def _describe(disks, singular_verb, plural_verb):

@@ -51,9 +51,12 @@ JOB_STATS_KEYS = ('type', 'memory_total', 'memory_processed', 'memory_remaining'
                   'postcopy')
 # The keys of a disk dict (ComputeDriver.get_instance_disks): the guest's device name
 # ('vda'), the path of the file or block device, its format as the domain definition
-# declares it ('qcow2', 'raw'; None when it declares none: never probed), and the UUID of
-# the storage pool holding the volume at that path (None when it is in no pool).
-DISK_KEYS = ('target', 'path', 'format', 'pool_uuid')
+# declares it ('qcow2', 'raw'; None when it declares none: never probed), the UUID of
+# the storage pool holding the volume at that path (None when it is in no pool), and the
+# bytes its data occupies in that pool (the volume's allocation: what a copy needs at
+# least; None when unknown: a disk in no pool, or reported by an agent that predates
+# the key).
+DISK_KEYS = ('target', 'path', 'format', 'pool_uuid', 'allocation')
 JOB_TYPES = ('none', 'unbounded', 'bounded', 'completed', 'failed', 'cancelled')
 ACTIVE_JOB_TYPES = ('unbounded', 'bounded')
 
@@ -74,9 +77,10 @@ def normalize_migration_options(options, instance_uuid=None):
     return merged
 
 
-def make_disk(target, path, disk_format=None, pool_uuid=None):
+def make_disk(target, path, disk_format=None, pool_uuid=None, allocation=None):
     """A disk dict (see :data:`DISK_KEYS`)."""
-    return {'target': target, 'path': path, 'format': disk_format, 'pool_uuid': pool_uuid}
+    return {'target': target, 'path': path, 'format': disk_format, 'pool_uuid': pool_uuid,
+            'allocation': allocation}
 
 
 def empty_job_stats(job_type):
@@ -213,6 +217,13 @@ class ComputeDriver(abc.ABC):
         ``path`` (as of now: the pool is refreshed first).
 
         :returns: True or False; None when no active pool is at that directory.
+        """
+
+    @abc.abstractmethod
+    def pool_free_bytes(self, directory):
+        """The bytes free in the ACTIVE pool whose directory is ``directory`` (as of
+        now: the pool is refreshed first); None when no active pool is there or the
+        hypervisor cannot tell (logged).
         """
 
     def disk_copy_refusal(self, disk):

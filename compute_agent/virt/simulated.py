@@ -106,7 +106,8 @@ class SimulatedDriver(driver.ComputeDriver):
         super().__init__(host)
         self._conf = conf
         self._domains = {}
-        # pool UUID -> {'paths': set, 'active': bool, 'directory': str or None}
+        # pool UUID -> {'paths': set, 'active': bool, 'directory': str or None,
+        #               'free_bytes': int or None}
         self._pools = {}
         self._connected = False
         self._fail_next = None
@@ -164,26 +165,31 @@ class SimulatedDriver(driver.ComputeDriver):
 
         :param dirty_rate_mib: MiB/s the guest dirties while it runs.
         :param disks: its disks, as dicts with keys target and path, and optionally
-            format and pool_uuid (None when missing); None: a diskless guest.
+            format, pool_uuid and allocation (None when missing); None: a diskless
+            guest.
         """
         domain_uuid = uuid or str(uuidlib.uuid4())
         disks = [driver.make_disk(d['target'], d['path'], d.get('format'),
-                                  d.get('pool_uuid')) for d in disks or ()]
+                                  d.get('pool_uuid'), d.get('allocation'))
+                 for d in disks or ()]
         with _CHANGED:
             self._domains[domain_uuid] = _Domain(domain_uuid, name, memory_mb, vcpus,
                                                  power_state, dirty_rate_mib, disks)
             _CHANGED.notify_all()
         return domain_uuid
 
-    def add_pool(self, pool_uuid, paths=(), active=True, directory=None):
+    def add_pool(self, pool_uuid, paths=(), active=True, directory=None, free_bytes=None):
         """Define (or redefine) storage pool ``pool_uuid`` holding volumes at ``paths``.
 
         Add the same pool to several hosts to model shared storage. ``directory``: where
-        its volumes are, for block migrations to create their copies in.
+        its volumes are, for block migrations to create their copies in. ``free_bytes``:
+        the room it reports (None: it cannot tell); a fixed figure, which copies made
+        into the pool do not lower.
         """
         with _LOCK:
             self._pools[pool_uuid.lower()] = {'paths': set(paths), 'active': active,
-                                              'directory': directory}
+                                              'directory': directory,
+                                              'free_bytes': free_bytes}
 
     def volume_paths(self):
         """The paths of every volume of this host's pools."""
@@ -274,6 +280,11 @@ class SimulatedDriver(driver.ComputeDriver):
         with _LOCK:
             pool = self._pool_at(os.path.dirname(path))
             return None if pool is None else path in pool['paths']
+
+    def pool_free_bytes(self, directory):
+        with _LOCK:
+            pool = self._pool_at(os.path.normpath(directory))
+            return None if pool is None else pool['free_bytes']
 
     def delete_disk_copies(self, instance_uuid, paths):
         deleted = []

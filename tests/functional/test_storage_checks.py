@@ -25,6 +25,7 @@ cloud = live.cloud   # the fixture, shared
 SHARED_POOL = 'aaaaaaaa-0000-4000-8000-00000000000a'
 SHARED_PATH = '/nfs/guests/%s/disk.qcow2'
 LOCAL_PATH = '/var/lib/guests/%s/disk.qcow2'
+MIB = 2 ** 20
 
 
 def shared_guest(cloud, name, hosts=live.HOSTS):
@@ -35,26 +36,31 @@ def shared_guest(cloud, name, hosts=live.HOSTS):
     return _guest(cloud, name, path, SHARED_POOL)
 
 
-def local_guest(cloud, name, pools_elsewhere=True, **spec):
-    """A guest on sim-1 whose disk is in a local pool; the other hosts have an empty
-    local pool at the same directory (or none)."""
+def local_guest(cloud, name, pools_elsewhere=True, allocation=None, free_bytes=None,
+                **spec):
+    """A guest on sim-1 whose disk (``allocation`` bytes, None: unknown) is in a local
+    pool; the other hosts have an empty local pool at the same directory (or none),
+    with ``free_bytes`` free ({host: bytes}; missing: they cannot tell)."""
     path = LOCAL_PATH % name
     for index, host in enumerate(live.HOSTS):
         if index == 0 or pools_elsewhere:
             cloud.agents[host].driver.add_pool(
                 'bbbbbbbb-0000-4000-8000-%012d' % index, [path] if index == 0 else [],
-                directory=os.path.dirname(path))
-    return _guest(cloud, name, path, 'bbbbbbbb-0000-4000-8000-%012d' % 0, **spec)
+                directory=os.path.dirname(path),
+                free_bytes=(free_bytes or {}).get(host))
+    return _guest(cloud, name, path, 'bbbbbbbb-0000-4000-8000-%012d' % 0,
+                  allocation=allocation, **spec)
 
 
 def volumes(cloud, host):
     return cloud.agents[host].driver.volume_paths()
 
 
-def _guest(cloud, name, path, pool_uuid, **spec):
+def _guest(cloud, name, path, pool_uuid, allocation=None, **spec):
     agent = cloud.agents['sim-1']
     uuid = agent.driver.add_domain(name, **spec, disks=[
-        {'target': 'vda', 'path': path, 'format': 'qcow2', 'pool_uuid': pool_uuid}])
+        {'target': 'vda', 'path': path, 'format': 'qcow2', 'pool_uuid': pool_uuid,
+         'allocation': allocation}])
     cloud.conductor.register_host(cloud.admin, agent.manager.build_host_report())
     return uuid
 
@@ -145,6 +151,44 @@ def test_a_disk_no_candidate_can_take_a_copy_of_is_refused(cloud):
     assert migration.error.host in ('sim-2', 'sim-3')
     assert sorted(checked_destinations(cloud)) == ['sim-2', 'sim-3']
     live.assert_on_source_untouched(cloud, uuid, 'sim-1')
+
+
+def test_a_pool_without_room_for_the_copy_sends_the_flow_to_the_next(cloud):
+    # The scheduler tries sim-2 first (sim-3 has less free memory); its pool is too small.
+    cloud.agents['sim-3'].driver.add_domain('filler', memory_mb=8192)
+    cloud.agents['sim-3'].report_now()
+    name = 'g-local-room'
+    uuid = local_guest(cloud, name, allocation=300 * MIB,
+                       free_bytes={'sim-2': 200 * MIB, 'sim-3': 300 * MIB})
+    del cloud.messages[:]
+    migration = live.wait_for(cloud, cloud.conductor.live_migrate(
+        cloud.admin, uuid, block_migration='auto').uuid)
+    assert (migration.status, migration.dest_host) == ('completed', 'sim-3'), \
+        migration.error
+    assert checked_destinations(cloud) == ['sim-2', 'sim-3']
+    assert LOCAL_PATH % name in volumes(cloud, 'sim-3')
+    assert LOCAL_PATH % name not in volumes(cloud, 'sim-2')
+    assert live.claims(cloud) == {}
+
+
+def test_a_copy_no_pool_has_room_for_is_refused_with_the_figures(cloud):
+    name = 'g-local-full'
+    uuid = local_guest(cloud, name, allocation=300 * MIB,
+                       free_bytes={'sim-2': 200 * MIB})
+    migration = migrate(cloud, uuid, 'auto')
+    assert_refused(migration, 'sim-2', 'the storage pool at %s has 200.0 MiB free, the '
+                   'copy of vda (%s, 300.0 MiB) needs 300.0 MiB'
+                   % (os.path.dirname(LOCAL_PATH % name), LOCAL_PATH % name))
+    live.assert_on_source_untouched(cloud, uuid, 'sim-1')
+    assert volumes(cloud, 'sim-2') == []
+
+
+def test_a_copy_of_unknown_size_is_not_refused_for_room(cloud):
+    # A source agent that predates the disks' sizes reports none: nothing to count.
+    uuid = local_guest(cloud, 'g-local-unsized', free_bytes={'sim-2': 0})
+    migration = migrate(cloud, uuid, 'auto')
+    assert migration.status == 'completed', migration.error
+    assert live.where(cloud, uuid) == {'sim-2': 'running'}
 
 
 def test_an_aborted_block_migration_deletes_the_copy_and_keeps_the_original(cloud):

@@ -179,6 +179,9 @@ class LibvirtDriver(driver.ComputeDriver):
     def has_volume_at(self, path):
         return storage.has_volume_at(self._host, path)
 
+    def pool_free_bytes(self, directory):
+        return storage.pool_free_bytes(self._host, directory)
+
     def delete_disk_copies(self, instance_uuid, paths):
         return storage.delete_volumes(self._host, instance_uuid, paths)
 

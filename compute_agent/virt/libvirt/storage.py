@@ -87,22 +87,22 @@ def domain_disks(host, dom, instance_uuid):
     disks = []
     for parsed in parse_disks(domain_xml):
         if 'volume' in parsed:
-            path, pool_uuid = _resolve_volume(host, parsed['pool'], parsed['volume'])
+            path, volume = _resolve_volume(host, parsed['pool'], parsed['volume'])
         else:
-            path, pool_uuid = parsed['path'], pool_of_path(host, parsed['path'])
+            path = parsed['path']
+            volume = _lookup(host, 'look up the volume at %s' % path,
+                             host.get_connection().storageVolLookupByPath, path)
+        pool_uuid = allocation = None
+        if volume is not None:
+            pool_uuid = _pool_uuid_of_volume(host, volume, path)
+            info = _lookup(host, 'read the size of the volume at %s' % path, volume.info)
+            allocation = info[2] if info else None
         disks.append(driver.make_disk(parsed['target'], path, parsed['format'],
-                                      pool_uuid))
-        LOG.debug('Instance %s: disk %s at %s is in pool %s', instance_uuid,
-                  parsed['target'], path, pool_uuid or 'none')
+                                      pool_uuid, allocation))
+        LOG.debug('Instance %s: disk %s at %s is in pool %s (%s bytes allocated)',
+                  instance_uuid, parsed['target'], path, pool_uuid or 'none',
+                  'unknown' if allocation is None else allocation)
     return sorted(disks, key=lambda disk: disk['target'] or '')
-
-
-def pool_of_path(host, path):
-    """The UUID of the pool holding a volume at ``path`` on this host, or None."""
-    conn = host.get_connection()
-    volume = _lookup(host, 'look up the volume at %s' % path, conn.storageVolLookupByPath,
-                     path)
-    return _pool_uuid_of_volume(host, volume, path) if volume is not None else None
 
 
 def has_pool_volume(host, pool_uuid, path):
@@ -134,6 +134,18 @@ def has_volume_at(host, path):
         return None
     _lookup(host, 'refresh the storage pool at %s' % directory, pool.refresh, 0)
     return _pool_uuid_at(host, host.get_connection(), path) is not None
+
+
+def pool_free_bytes(host, directory):
+    """The bytes available in the active pool at ``directory`` (refreshed first), or
+    None when no active pool is there or libvirt cannot tell (logged)."""
+    pool = _pool_at_directory(host, directory)
+    if pool is None:
+        return None
+    _lookup(host, 'refresh the storage pool at %s' % directory, pool.refresh, 0)
+    info = _lookup(host, 'read the free space of the storage pool at %s' % directory,
+                   pool.info)
+    return info[3] if info else None
 
 
 def delete_volumes(host, instance_uuid, paths):
@@ -199,7 +211,7 @@ def _pool_uuid_of_volume(host, volume, path):
 
 
 def _resolve_volume(host, pool_name, volume_name):
-    """(path, pool UUID) of volume ``volume_name`` of pool ``pool_name``, or Nones."""
+    """(path, virStorageVol) of volume ``volume_name`` of pool ``pool_name``, or Nones."""
     conn = host.get_connection()
     pool = _lookup(host, 'look up storage pool %s' % pool_name,
                    conn.storagePoolLookupByName, pool_name)
@@ -210,8 +222,7 @@ def _resolve_volume(host, pool_name, volume_name):
     if volume is None:
         return None, None
     path = _lookup(host, 'read the path of volume %s' % volume_name, volume.path)
-    pool_uuid = _lookup(host, 'read the UUID of pool %s' % pool_name, pool.UUIDString)
-    return path, (pool_uuid if path else None)
+    return path, (volume if path else None)
 
 
 def _lookup(host, what, fn, *args):

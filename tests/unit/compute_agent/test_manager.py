@@ -23,11 +23,12 @@ MIGRATION = '11111111-0000-4000-8000-000000000001'
 SHARED_POOL = 'aaaaaaaa-0000-4000-8000-000000000001'
 SOURCE_LOCAL_POOL = 'bbbbbbbb-0000-4000-8000-000000000001'
 DEST_LOCAL_POOL = 'bbbbbbbb-0000-4000-8000-000000000002'
+MIB = 2 ** 20
 SHARED_DISK = {'target': 'vda', 'path': '/nfs/guests/g/disk.qcow2', 'format': 'qcow2',
-               'pool_uuid': SHARED_POOL}
+               'pool_uuid': SHARED_POOL, 'allocation': 1024 * MIB}
 LOCAL_DIR = '/var/lib/guests/g'
 LOCAL_DISK = {'target': 'vdb', 'path': LOCAL_DIR + '/data.raw', 'format': 'raw',
-              'pool_uuid': SOURCE_LOCAL_POOL}
+              'pool_uuid': SOURCE_LOCAL_POOL, 'allocation': 300 * MIB}
 COPY = {'target': 'vdb', 'path': LOCAL_DISK['path'], 'format': 'raw'}
 
 
@@ -91,7 +92,8 @@ def hosts():
 def test_the_source_reports_the_disks_and_their_pools(hosts):
     _uuid, facts = hosts.guest([LOCAL_DISK, {'target': 'vda', 'path': '/x/disk'}])
     assert facts['disks'] == [
-        {'target': 'vda', 'path': '/x/disk', 'format': None, 'pool_uuid': None},
+        {'target': 'vda', 'path': '/x/disk', 'format': None, 'pool_uuid': None,
+         'allocation': None},
         LOCAL_DISK]
 
 
@@ -150,6 +152,35 @@ def test_a_copy_needs_a_pool_at_its_directory_and_no_file_at_its_path(hosts):
     assert hosts.refusal([LOCAL_DISK], 'true').kwargs['reason'] == (
         'disk vdb (/var/lib/guests/g/data.raw) cannot be copied here: a volume already '
         'exists at /var/lib/guests/g/data.raw')
+
+
+def test_the_copies_into_a_pool_must_fit_in_its_free_space(hosts):
+    dest = hosts.drivers[1]
+    second = dict(LOCAL_DISK, target='vdc', path=LOCAL_DIR + '/more.raw',
+                  allocation=100 * MIB)
+    hosts.drivers[0].add_pool(SOURCE_LOCAL_POOL, [LOCAL_DISK['path'], second['path']],
+                              directory=LOCAL_DIR)
+    # 400 MiB fit exactly; a byte less and the two copies together are refused.
+    dest.add_pool(DEST_LOCAL_POOL, directory=LOCAL_DIR, free_bytes=400 * MIB)
+    _uuid, result = hosts.check([LOCAL_DISK, second], 'auto')
+    assert [d['target'] for d in result['copy_disks']] == ['vdb', 'vdc']
+    hosts.drivers[0].remove_domain(_uuid)
+    dest.add_pool(DEST_LOCAL_POOL, directory=LOCAL_DIR, free_bytes=400 * MIB - 1)
+    assert hosts.refusal([LOCAL_DISK, second], 'true').kwargs['reason'] == (
+        'the storage pool at /var/lib/guests/g has 399.9 MiB free, the copy of vdb '
+        '(/var/lib/guests/g/data.raw, 300.0 MiB), vdc (/var/lib/guests/g/more.raw, '
+        '100.0 MiB) needs 400.0 MiB')
+
+
+def test_a_pool_that_cannot_tell_its_free_space_or_a_disk_of_unknown_size_pass(hosts):
+    dest = hosts.drivers[1]
+    dest.add_pool(DEST_LOCAL_POOL, directory=LOCAL_DIR, free_bytes=None)
+    uuid, result = hosts.check([LOCAL_DISK], 'auto')
+    assert result['copy_disks'] == [COPY]
+    hosts.drivers[0].remove_domain(uuid)
+    dest.add_pool(DEST_LOCAL_POOL, directory=LOCAL_DIR, free_bytes=0)
+    _uuid, result = hosts.check([dict(LOCAL_DISK, allocation=None)], 'auto')
+    assert result['copy_disks'] == [COPY]
 
 
 def test_copies_are_deleted_by_a_rollback_and_originals_by_the_cleanup(hosts):

@@ -22,6 +22,8 @@ SOURCE_LOCAL_POOL = 'bbbbbbbb-0000-4000-8000-000000000001'
 DEST_LOCAL_POOL = 'bbbbbbbb-0000-4000-8000-000000000002'
 SHARED_PATH = '/nfs/guests/disk.qcow2'
 LOCAL_PATH = '/var/lib/guests/data.raw'
+ALLOCATED_MIB = 300
+MIB = 2 ** 20
 
 DEVICES = """
   <disk type='file' device='disk'>
@@ -74,6 +76,10 @@ def _domain(uuid, name, devices=''):
 
 
 def _pool(name, uuid, directory, volumes):
+    """A dir pool; ``volumes``: names (1 GiB, 300 MiB allocated) or (name, MiB
+    allocated). libvirt's test driver gives every pool 100 GiB: what the volumes do not
+    take is free."""
+    volumes = [(v, ALLOCATED_MIB) if isinstance(v, str) else v for v in volumes]
     return """
   <pool type='dir'>
     <name>%s</name>
@@ -83,9 +89,11 @@ def _pool(name, uuid, directory, volumes):
         """
     <volume type='file'>
       <name>%s</name>
-      <capacity unit='GiB'>1</capacity>
+      <capacity unit='MiB'>%d</capacity>
+      <allocation unit='MiB'>%d</allocation>
       <target><path>%s/%s</path></target>
-    </volume>""" % (volume, directory, volume) for volume in volumes))
+    </volume>""" % (volume, max(1024, mib), mib, directory, volume)
+        for volume, mib in volumes))
 
 
 SHARED = _pool('shared', SHARED_POOL, '/nfs/guests', ['disk.qcow2'])
@@ -149,11 +157,11 @@ def test_parse_a_diskless_domain():
 def test_source_reports_each_disk_with_its_pool(source):
     assert source.get_instance_disks(GUEST) == [
         {'target': 'vda', 'path': SHARED_PATH, 'format': 'qcow2',
-         'pool_uuid': SHARED_POOL},
+         'pool_uuid': SHARED_POOL, 'allocation': ALLOCATED_MIB * MIB},
         {'target': 'vdb', 'path': LOCAL_PATH, 'format': 'raw',
-         'pool_uuid': SOURCE_LOCAL_POOL},
+         'pool_uuid': SOURCE_LOCAL_POOL, 'allocation': ALLOCATED_MIB * MIB},
         {'target': 'vdc', 'path': '/dev/vg0/scratch', 'format': None,
-         'pool_uuid': None},   # in no pool
+         'pool_uuid': None, 'allocation': None},   # in no pool
     ]
 
 
@@ -168,7 +176,8 @@ def test_a_volume_disk_of_an_unknown_pool_has_no_path_and_no_pool(tmp_path):
                        % _domain(GUEST, 'guest', devices))
     try:
         assert drv.get_instance_disks(GUEST) == [
-            {'target': 'vda', 'path': None, 'format': None, 'pool_uuid': None}]
+            {'target': 'vda', 'path': None, 'format': None, 'pool_uuid': None,
+             'allocation': None}]
     finally:
         drv.cleanup()
 
@@ -331,3 +340,19 @@ def test_deleting_copies_deletes_pool_volumes_only(dest):
     assert dest.delete_disk_copies(GUEST, [LOCAL_PATH, '/srv/none.raw']) == [LOCAL_PATH]
     assert dest.disk_copy_refusal({'target': 'vdb', 'path': LOCAL_PATH}) is None
     assert dest.delete_disk_copies(GUEST, [LOCAL_PATH]) == []     # idempotent
+
+
+def test_free_space_is_read_from_the_pool_at_the_directory(tmp_path):
+    # 100 GiB pools (libvirt's test driver): the local one holds a 99.75 GiB volume.
+    drv = _make_driver(tmp_path, 'full', '<node>%s%s</node>' % (
+        SHARED, _pool('local', DEST_LOCAL_POOL, '/var/lib/guests',
+                      [('filler.raw', 100 * 1024 - 256)])))
+    try:
+        assert drv.pool_free_bytes('/var/lib/guests') == 256 * MIB
+        assert drv.pool_free_bytes('/var/lib/guests/') == 256 * MIB
+        assert drv.pool_free_bytes('/nfs/guests') == (100 * 1024 - ALLOCATED_MIB) * MIB
+        assert drv.pool_free_bytes('/srv/elsewhere') is None
+        drv._host.get_connection().storagePoolLookupByUUIDString(DEST_LOCAL_POOL).destroy()
+        assert drv.pool_free_bytes('/var/lib/guests') is None     # inactive
+    finally:
+        drv.cleanup()
