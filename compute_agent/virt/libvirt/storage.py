@@ -138,7 +138,13 @@ def has_volume_at(host, path):
 
 def pool_free_bytes(host, directory):
     """The bytes available in the active pool at ``directory`` (refreshed first), or
-    None when no active pool is there or libvirt cannot tell (logged)."""
+    None when no active pool is there or libvirt cannot tell (logged).
+
+    NOTE: libvirt's figure, the "Available" of ``virsh pool-info``, which operators
+    see too. For a dir pool it counts the file system's free blocks, those reserved
+    for root included: where QEMU runs unprivileged it cannot use that reserve (5% of
+    an ext4 file system by default), so the check is optimistic by that much.
+    """
     pool = _pool_at_directory(host, directory)
     if pool is None:
         return None
