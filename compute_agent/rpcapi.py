@@ -131,15 +131,18 @@ class AgentAPI:
         return self._call(context, host, 'get_instance_state', '1.1', timeout=timeout,
                           instance_uuid=instance_uuid)
 
-    def finish_on_destination(self, context, host, migration_uuid, instance_uuid):
-        return self._call(context, host, 'finish_on_destination', '1.1',
+    def finish_on_destination(self, context, host, migration_uuid, instance_uuid,
+                              timeout=None):
+        return self._call(context, host, 'finish_on_destination', '1.1', timeout=timeout,
                           migration_uuid=migration_uuid, instance_uuid=instance_uuid)
 
-    def cleanup_source(self, context, host, migration_uuid, instance_uuid, disks=None):
+    def cleanup_source(self, context, host, migration_uuid, instance_uuid, disks=None,
+                       timeout=None):
         """:param disks: paths of the disks the migration copied (1.3; only agents of
         service version 3 copy disks, so only they are sent any)."""
         return self._call(context, host, 'cleanup_source', '1.3' if disks else '1.1',
-                          migration_uuid=migration_uuid, instance_uuid=instance_uuid,
+                          timeout=timeout, migration_uuid=migration_uuid,
+                          instance_uuid=instance_uuid,
                           **({'disks': disks} if disks else {}))
 
     def rollback_destination(self, context, host, migration_uuid, instance_uuid,

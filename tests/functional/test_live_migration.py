@@ -12,9 +12,11 @@ import functools
 import threading
 import time
 
+import oslo_messaging as messaging
 import pytest
 
 from compute_agent import manager as agent_manager
+from compute_agent import rpcapi as agent_rpcapi
 from db import api as db_api
 from migration_conductor import all_in_one
 from migration_conductor import context as mc_context
@@ -383,6 +385,35 @@ def test_destination_that_cannot_confirm_ends_in_error_not_rollback(cloud, monke
     # Past the switch-over nothing is undone: the guest is on the destination only.
     assert set(where(cloud, uuid)) == {'sim-2'}
     assert instance_row(cloud, uuid)['task_state'] is None
+
+
+def test_finishing_calls_lost_once_are_asked_again(cloud, monkeypatch):
+    """A finish or clean-up call lost (a broker restart drops it) is sent again after a
+    short attempt, not given up after one: the migration completes and the source is
+    cleaned."""
+    sent = []
+
+    def lose_the_first(method):
+        original = getattr(agent_rpcapi.AgentAPI, method)
+
+        def call(self, *args, **kwargs):
+            sent.append((method, kwargs.get('timeout')))
+            if [m for m, _t in sent].count(method) == 1:
+                raise messaging.MessagingTimeout('injected: lost with the broker')
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(agent_rpcapi.AgentAPI, method, call)
+
+    lose_the_first('finish_on_destination')
+    lose_the_first('cleanup_source')
+    uuid = add_guest(cloud, 'sim-1', 'g-lost-calls')
+    migration = wait_for(cloud, cloud.conductor.live_migrate(
+        cloud.admin, uuid, host='sim-2').uuid)
+    assert migration.status == 'completed', migration.error
+    assert where(cloud, uuid) == {'sim-2': 'running'}     # the source was cleaned
+    timeout = min(agent_tasks.FINISH_ATTEMPT_TIMEOUT,
+                  cloud.conf.conductor.rpc_response_timeout)
+    assert sent == [('finish_on_destination', timeout)] * 2 + [
+        ('cleanup_source', timeout)] * 2
 
 
 # --- bad input: a typed error, and nothing changes ----------------------------------------

@@ -155,10 +155,13 @@ class Deployment:
         self.work = work
         self.processes = {}
         suffix = uuid.uuid4().hex[:8]
+        self.conductor_topic = 'mc_int_%s' % suffix
+        self.agent_topic = 'mc_int_agent_%s' % suffix
         self.common = ('[DEFAULT]\ntransport_url = %s\n[conductor]\ntopic = mc_int_%s\n'
                        'service_down_time = 20\n%s[agent]\ntopic = mc_int_agent_%s\n'
                        'heartbeat_interval = %d\n'
                        % (require_rabbitmq(), suffix, conductor_opts, suffix, heartbeat))
+        assert self.conductor_topic in self.common and self.agent_topic in self.common
         self.client_conf = work / 'migctl.conf'
         self.client_conf.write_text(self.common)
 

@@ -25,6 +25,11 @@ _PROGRESS_KEYS = ('memory_total', 'memory_processed', 'memory_remaining', 'disk_
                   'disk_processed', 'disk_remaining', 'dirty_rate', 'iteration',
                   'expected_downtime_ms', 'total_time_ms')
 _MIB = 1024 * 1024
+# Seconds one finishing call (finish, clean up) may take before it is sent again. Both
+# are quick and idempotent; a short attempt lets a call lost with the broker (a restart
+# drops the messages of queues not declared again yet) be repeated within
+# [conductor] service_down_time, where one attempt of rpc_response_timeout would not.
+FINISH_ATTEMPT_TIMEOUT = 10
 
 
 class CheckSourceHost(base.MigrationTask):
@@ -266,23 +271,49 @@ class FinishOnDestination(base.MigrationTask):
 
     def execute(self, migration_uuid, instance_uuid, dest_host):
         self.status(migration_uuid, states.COMPLETING)
-        deadline = time.monotonic() + self.conf.conductor.service_down_time
-        while True:
-            try:
-                result = self.services.agents.finish_on_destination(
-                    self.context, dest_host, migration_uuid, instance_uuid)
-                return {'ok': True, 'stats': result.get('stats')}
-            except messaging.MessagingTimeout as exc:
-                if time.monotonic() < deadline:
-                    continue
-                failure = exc
-            except Exception as exc:
-                failure = exc
+        try:
+            result = call_until_answered(
+                self, migration_uuid, instance_uuid, dest_host, 'finish',
+                lambda timeout: self.services.agents.finish_on_destination(
+                    self.context, dest_host, migration_uuid, instance_uuid,
+                    timeout=timeout))
+            return {'ok': True, 'stats': result.get('stats')}
+        except exception.ClaimLost:
+            raise
+        except Exception as failure:
             error = base.error_from_failure(self.phase, failure, host=dest_host)
             self.log(migration_uuid, instance_uuid, 'the job completed but the '
                      'destination %s did not confirm the guest: %s', dest_host, error,
                      level=base.logging.ERROR)
             return {'ok': False, 'stats': None, 'error': error.db_columns()}
+
+
+def call_until_answered(task, migration_uuid, instance_uuid, host, what, call):
+    """Return ``call(timeout)``, repeated after each timeout for up to
+    ``[conductor] service_down_time`` seconds (at least twice).
+
+    For idempotent calls made after the switch-over, when giving up leaves work for an
+    operator: an agent restarting, or a message lost while the broker restarted, is
+    waited for instead.
+
+    :raises MessagingTimeout: no answer in time; any other error of the call at once.
+    :raises ClaimLost: another conductor took the migration over meanwhile.
+    """
+    conf = task.conf.conductor
+    attempt_timeout = max(1, min(FINISH_ATTEMPT_TIMEOUT, conf.rpc_response_timeout))
+    deadline = time.monotonic() + conf.service_down_time
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return call(attempt_timeout)
+        except messaging.MessagingTimeout:
+            if attempts >= 2 and time.monotonic() >= deadline:
+                raise
+            task.log(migration_uuid, instance_uuid, '%s: no answer from %s within %d s '
+                     '(attempt %d); asking again', what, host, attempt_timeout, attempts,
+                     level=base.logging.WARNING)
+            task.ensure_driven(migration_uuid)
 
 
 class CleanupSource(base.MigrationTask):
@@ -296,9 +327,13 @@ class CleanupSource(base.MigrationTask):
         if not finish_result.get('ok'):
             return
         try:
-            self.services.agents.cleanup_source(
-                self.context, source_host, migration_uuid, instance_uuid,
-                disks=copied_paths(destination_check))
+            call_until_answered(
+                self, migration_uuid, instance_uuid, source_host, 'clean-up',
+                lambda timeout: self.services.agents.cleanup_source(
+                    self.context, source_host, migration_uuid, instance_uuid,
+                    disks=copied_paths(destination_check), timeout=timeout))
+        except exception.ClaimLost:
+            raise
         except Exception as exc:
             self.log(migration_uuid, instance_uuid, 'could not clean source %s: %s',
                      source_host, exc, level=base.logging.ERROR)
