@@ -84,10 +84,14 @@ def decide_block_migration(host, instance_uuid, block_migration, disks, shares_d
 
 
 def _room_refusals(local, free_bytes):
-    """A reason for each pool that has less room than the copies going into it."""
+    """A reason for each pool that has less room than the copies going into it.
+
+    A disk without a path has no pool to count it in (copy_refusal refused it).
+    """
     by_directory = {}
     for disk in local:
-        by_directory.setdefault(os.path.dirname(disk['path']), []).append(disk)
+        if disk['path']:
+            by_directory.setdefault(os.path.dirname(disk['path']), []).append(disk)
     refused = []
     for directory, copies in sorted(by_directory.items()):
         free = free_bytes(directory)

@@ -172,6 +172,15 @@ def test_the_copies_into_a_pool_must_fit_in_its_free_space(hosts):
         '100.0 MiB) needs 400.0 MiB')
 
 
+def test_a_disk_of_unknown_path_is_refused_for_a_copy_beside_the_room_check(hosts):
+    unknown = {'target': 'vdc', 'path': None, 'allocation': 100 * MIB}
+    hosts.drivers[1].add_pool(DEST_LOCAL_POOL, directory=LOCAL_DIR, free_bytes=1)
+    assert hosts.refusal([unknown, LOCAL_DISK], 'auto').kwargs['reason'] == (
+        'disk vdc (path unknown) cannot be copied here: its path is unknown; the storage '
+        'pool at /var/lib/guests/g has 0.0 MiB free, the copy of vdb '
+        '(/var/lib/guests/g/data.raw, 300.0 MiB) needs 300.0 MiB')
+
+
 def test_a_pool_that_cannot_tell_its_free_space_or_a_disk_of_unknown_size_pass(hosts):
     dest = hosts.drivers[1]
     dest.add_pool(DEST_LOCAL_POOL, directory=LOCAL_DIR, free_bytes=None)
