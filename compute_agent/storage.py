@@ -75,9 +75,7 @@ def decide_block_migration(host, instance_uuid, block_migration, disks, shares_d
         raise exception.StorageIncompatible(host=host, instance_uuid=instance_uuid,
                                             reason='; '.join(refused))
     shared = len(disks) - len(local)
-    summary = 'copying %s' % ', '.join(
-        '%s (%s, %s)' % (d['target'], d['path'], _size(d.get('allocation')))
-        for d in local)
+    summary = 'copying %s' % _describe_sized(local)
     if shared:
         summary += '; %d disk(s) on shared pools' % shared
     return local, summary
@@ -115,6 +113,7 @@ def _size(nbytes, rounding=math.ceil):
 
 
 def _describe_sized(disks):
+    """'vda (/a, 16.0 MiB), vdb (/b, size unknown)'."""
     return ', '.join('%s (%s, %s)' % (disk['target'], disk['path'],
                                       _size(disk.get('allocation'))) for disk in disks)
 

@@ -128,11 +128,8 @@ def has_pool_volume(host, pool_uuid, path):
 def has_volume_at(host, path):
     """Whether the active pool at the directory of ``path`` has a volume there (after
     a refresh of that pool); None when no active pool is at that directory."""
-    directory = os.path.dirname(path)
-    pool = _pool_at_directory(host, directory)
-    if pool is None:
+    if _refreshed_pool_at(host, os.path.dirname(path)) is None:
         return None
-    _lookup(host, 'refresh the storage pool at %s' % directory, pool.refresh, 0)
     return _pool_uuid_at(host, host.get_connection(), path) is not None
 
 
@@ -145,10 +142,9 @@ def pool_free_bytes(host, directory):
     for root included: where QEMU runs unprivileged it cannot use that reserve (5% of
     an ext4 file system by default), so the check is optimistic by that much.
     """
-    pool = _pool_at_directory(host, directory)
+    pool = _refreshed_pool_at(host, directory)
     if pool is None:
         return None
-    _lookup(host, 'refresh the storage pool at %s' % directory, pool.refresh, 0)
     info = _lookup(host, 'read the free space of the storage pool at %s' % directory,
                    pool.info)
     return info[3] if info else None
@@ -161,12 +157,9 @@ def delete_volumes(host, instance_uuid, paths):
     for path in paths:
         volume = _lookup(host, 'look up the volume at %s' % path,
                          conn.storageVolLookupByPath, path)
-        if volume is None:
-            pool = _pool_at_directory(host, os.path.dirname(path))
-            if pool is not None:
-                _lookup(host, 'refresh the storage pool of %s' % path, pool.refresh, 0)
-                volume = _lookup(host, 'look up the volume at %s' % path,
-                                 conn.storageVolLookupByPath, path)
+        if volume is None and _refreshed_pool_at(host, os.path.dirname(path)) is not None:
+            volume = _lookup(host, 'look up the volume at %s' % path,
+                             conn.storageVolLookupByPath, path)
         if volume is None:
             LOG.info('Instance %s: no volume at %s on %s: nothing to delete', instance_uuid,
                      path, host.uri)
@@ -181,6 +174,15 @@ def delete_volumes(host, instance_uuid, paths):
                  host.uri)
         deleted.append(path)
     return deleted
+
+
+def _refreshed_pool_at(host, directory):
+    """The active pool at ``directory``, refreshed so that it lists the files there
+    now (another host may have written one), or None."""
+    pool = _pool_at_directory(host, directory)
+    if pool is not None:
+        _lookup(host, 'refresh the storage pool at %s' % directory, pool.refresh, 0)
+    return pool
 
 
 def _pool_at_directory(host, directory):
