@@ -77,6 +77,22 @@ def assert_refused(migration, host, reason):
     assert reason in migration.error.message
 
 
+def migrate_past_sim2(cloud, block_migration, make_guest):
+    """Migrate the guest ``make_guest()`` defines to the scheduler's choice, sim-3
+    given less free memory so that sim-2 is tried first; assert that sim-2 refused and
+    the migration completed on sim-3. Returns the guest's UUID."""
+    cloud.agents['sim-3'].driver.add_domain('filler', memory_mb=8192)
+    cloud.agents['sim-3'].report_now()
+    uuid = make_guest()
+    del cloud.messages[:]
+    migration = live.wait_for(cloud, cloud.conductor.live_migrate(
+        cloud.admin, uuid, block_migration=block_migration).uuid)
+    assert (migration.status, migration.dest_host) == ('completed', 'sim-3'), \
+        migration.error
+    assert checked_destinations(cloud) == ['sim-2', 'sim-3']
+    return uuid
+
+
 def checked_destinations(cloud):
     """The hosts the conductor asked to check_destination, in order."""
     return [server for sender, _kind, _topic, server, method in cloud.messages
@@ -154,18 +170,11 @@ def test_a_disk_no_candidate_can_take_a_copy_of_is_refused(cloud):
 
 
 def test_a_pool_without_room_for_the_copy_sends_the_flow_to_the_next(cloud):
-    # The scheduler tries sim-2 first (sim-3 has less free memory); its pool is too small.
-    cloud.agents['sim-3'].driver.add_domain('filler', memory_mb=8192)
-    cloud.agents['sim-3'].report_now()
+    # sim-2's pool is too small.
     name = 'g-local-room'
-    uuid = local_guest(cloud, name, allocation=300 * MIB,
-                       free_bytes={'sim-2': 200 * MIB, 'sim-3': 300 * MIB})
-    del cloud.messages[:]
-    migration = live.wait_for(cloud, cloud.conductor.live_migrate(
-        cloud.admin, uuid, block_migration='auto').uuid)
-    assert (migration.status, migration.dest_host) == ('completed', 'sim-3'), \
-        migration.error
-    assert checked_destinations(cloud) == ['sim-2', 'sim-3']
+    migrate_past_sim2(cloud, 'auto', lambda: local_guest(
+        cloud, name, allocation=300 * MIB,
+        free_bytes={'sim-2': 200 * MIB, 'sim-3': 300 * MIB}))
     assert LOCAL_PATH % name in volumes(cloud, 'sim-3')
     assert LOCAL_PATH % name not in volumes(cloud, 'sim-2')
     assert live.claims(cloud) == {}
@@ -228,16 +237,9 @@ def test_block_migration_true_on_shared_storage_is_refused(cloud):
 
 
 def test_a_candidate_without_the_shared_pool_sends_the_flow_to_the_next(cloud):
-    # sim-3 has less free memory: the scheduler tries sim-2 first, which lacks the pool.
-    cloud.agents['sim-3'].driver.add_domain('filler', memory_mb=8192)
-    cloud.agents['sim-3'].report_now()
-    uuid = shared_guest(cloud, 'g-next', hosts=('sim-1', 'sim-3'))
-    del cloud.messages[:]
-    migration = live.wait_for(cloud, cloud.conductor.live_migrate(
-        cloud.admin, uuid, block_migration='false').uuid)
-    assert (migration.status, migration.dest_host) == ('completed', 'sim-3'), \
-        migration.error
-    assert checked_destinations(cloud) == ['sim-2', 'sim-3']
+    # sim-2 lacks the pool.
+    uuid = migrate_past_sim2(cloud, 'false', lambda: shared_guest(
+        cloud, 'g-next', hosts=('sim-1', 'sim-3')))
     assert live.where(cloud, uuid) == {'sim-3': 'running'}
     assert live.claims(cloud) == {}
 
