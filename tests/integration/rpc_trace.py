@@ -45,7 +45,8 @@ then a quiet period) before reading counts.
 Switching tracing on and off: every BrokerTrace on this machine registers itself in a
 small state file under a file lock (``<tmpdir>/rabbitmq-trace-<vhost>.json``); tracing
 is switched off only by the last live holder, and never when it was already on before
-the first holder (someone traces by hand). Holders that died (SIGKILL) are dropped.
+the first holder (someone traces by hand). A holder that died (SIGKILL) leaves tracing
+on until the next BrokerTrace on this machine enters and leaves: that one drops it.
 
 Limits:
 
