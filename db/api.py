@@ -40,6 +40,7 @@ import logging
 from oslo_db import api as oslo_db_api
 from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import enginefacade
+from oslo_utils import timeutils
 from oslo_utils import uuidutils
 import sqlalchemy as sa
 
@@ -54,6 +55,14 @@ context_manager = enginefacade.transaction_context()
 _HOSTS = models.ComputeHost.__table__
 _INSTANCES = models.Instance.__table__
 _MIGRATIONS = models.Migration.__table__
+_PROGRESS = models.MigrationProgress.__table__
+_SLOTS = models.MigrationSlot.__table__
+_LOCKS = models.ConductorLock.__table__
+
+# The figures a progress report carries that the migration's row keeps too (the latest).
+PROGRESS_COLUMNS = ('memory_total', 'memory_processed', 'memory_remaining',
+                    'disk_total', 'disk_processed', 'disk_remaining', 'dirty_rate',
+                    'iteration', 'expected_downtime_ms', 'total_time_ms')
 
 
 def configure(connection_url, **engine_kwargs):
@@ -229,16 +238,19 @@ def instance_get(context, uuid):
 
 
 @context_manager.reader
-def instance_list(context, host=None):
-    """Return instances, oldest first, optionally only those on one host.
+def instance_list(context, host=None, name=None):
+    """Return instances, oldest first, filtered by every argument given.
 
     :param context: RequestContext.
     :param host: when given, only instances whose ``host`` is this one.
+    :param name: when given, only instances of this (domain) name.
     :returns: list of row dicts.
     """
     statement = sa.select(_INSTANCES).order_by(_INSTANCES.c.id)
     if host is not None:
         statement = statement.where(_INSTANCES.c.host == host)
+    if name is not None:
+        statement = statement.where(_INSTANCES.c.name == name)
     return _list(context.session, statement)
 
 
@@ -279,17 +291,33 @@ def instance_update(context, uuid, values, expected=None):
 
 
 @context_manager.writer
-def instance_delete(context, uuid):
-    """Delete instance ``uuid``.
+def instance_delete(context, uuid, expected=None):
+    """Delete instance ``uuid``, atomically if ``expected`` is given.
 
     :param context: RequestContext.
     :param uuid: instance UUID.
+    :param expected: column name -> value the row must still have (as for
+        :func:`instance_update`), e.g. ``{'power_state': 'missing', 'task_state':
+        None}``: a guest that came back or a migration that locked it meanwhile is not
+        deleted.
     :raises InstanceNotFound: no such instance.
+    :raises InstanceStateConflict: the row does not match ``expected`` (nothing
+        deleted).
     """
-    result = context.session.execute(
-        sa.delete(_INSTANCES).where(_INSTANCES.c.uuid == uuid))
-    if not result.rowcount:
+    expected = _check_expected(_INSTANCES, expected or {})
+    where = [_INSTANCES.c.uuid == uuid]
+    where.extend(_equal(_INSTANCES.c[name], value) for name, value in expected.items())
+    session = context.session
+    if session.execute(sa.delete(_INSTANCES).where(*where)).rowcount:
+        return
+    actual = _get(session, _INSTANCES, 'uuid', uuid)
+    if actual is None:
         raise exception.InstanceNotFound(instance_uuid=uuid)
+    raise exception.InstanceStateConflict(
+        instance_uuid=uuid,
+        reason='; '.join('%s is %r, expected %r' % (name, actual[name], value)
+                         for name, value in sorted(expected.items())
+                         if actual[name] != value) or 'it changed concurrently')
 
 
 # --- migrations ----------------------------------------------------------------------
@@ -392,42 +420,250 @@ def migration_list_with_sizes(context, status, dest_host=None):
 
 
 @context_manager.writer
-def migration_update(context, uuid, values, expected_status=None):
+def migration_update(context, uuid, values, expected_status=None, generation=None):
     """Update migration ``uuid``, atomically if ``expected_status`` is given.
 
     With ``expected_status`` the statement is ``UPDATE migrations SET ... WHERE uuid =
     :uuid AND status IN (:expected)``: a state transition made this way cannot be lost
     to, or overwrite, a concurrent one (an abort racing a completion, two conductors
-    resuming the same flow).
+    resuming the same flow). With ``generation`` the WHERE clause also says
+    ``AND generation = :generation``: the write of a conductor that no longer drives
+    the migration (another one took it over, see :func:`migration_take_ownership`) is
+    refused by the database itself.
 
     :param context: RequestContext.
     :param uuid: migration UUID.
     :param values: column name -> new value; ``uuid`` itself cannot change.
     :param expected_status: the status the row must still have, or a list of
         acceptable statuses, or None for an unconditional update.
+    :param generation: the ownership generation the writer drives, or None.
     :returns: the updated row as a dict.
     :raises Invalid: unknown or read-only column, bad value (nothing written).
     :raises MigrationNotFound: no such migration.
+    :raises OwnershipLost: the generation is not the writer's (checked first).
     :raises MigrationStateConflict: the status is not the expected one; carries the
         actual status.
     """
-    values = validation.check_values(_MIGRATIONS, values, read_only=('uuid',))
-    where = [_MIGRATIONS.c.uuid == uuid]
-    if expected_status is not None:
-        expected_status = _as_tuple(expected_status)
-        where.append(_MIGRATIONS.c.status.in_(expected_status))
+    values = validation.check_values(_MIGRATIONS, values,
+                                     read_only=('uuid', 'owner', 'generation'))
+    where = _migration_where(uuid, expected_status, generation)
     session = context.session
     if _update(session, _MIGRATIONS, where, values):
         row = _get(session, _MIGRATIONS, 'uuid', uuid)
         LOG.debug('Migration %s of instance %s updated: %s',
                   uuid, row['instance_uuid'], ', '.join(sorted(values)))
         return row
+    raise _migration_conflict(session, uuid, expected_status, generation)
+
+
+def _migration_where(uuid, expected_status, generation):
+    where = [_MIGRATIONS.c.uuid == uuid]
+    if expected_status is not None:
+        where.append(_MIGRATIONS.c.status.in_(_as_tuple(expected_status)))
+    if generation is not None:
+        where.append(_MIGRATIONS.c.generation == generation)
+    return where
+
+
+def _migration_conflict(session, uuid, expected_status, generation):
+    """The error that says why a conditional write of migration ``uuid`` matched no
+    row (read back in the same transaction)."""
     actual = _get(session, _MIGRATIONS, 'uuid', uuid)
     if actual is None:
-        raise exception.MigrationNotFound(migration_uuid=uuid)
+        return exception.MigrationNotFound(migration_uuid=uuid)
+    if generation is not None and actual['generation'] != generation:
+        LOG.debug('Migration %s of instance %s is driven by %s (generation %s), not '
+                  'generation %s: write refused', uuid, actual['instance_uuid'],
+                  actual['owner'], actual['generation'], generation)
+        return exception.OwnershipLost(migration_uuid=uuid, owner=actual['owner'],
+                                       actual=actual['generation'], expected=generation)
+    expected_status = _as_tuple(expected_status or ())
     LOG.debug('Migration %s of instance %s is %s, not %s: update refused',
               uuid, actual['instance_uuid'], actual['status'],
               ' or '.join(expected_status))
-    raise exception.MigrationStateConflict(
+    return exception.MigrationStateConflict(
         migration_uuid=uuid, expected=' or '.join(expected_status),
         actual=actual['status'])
+
+
+@context_manager.writer
+def migration_take_ownership(context, uuid, owner):
+    """Make ``owner`` the conductor that drives migration ``uuid``.
+
+    ``UPDATE migrations SET owner = :owner, generation = generation + 1``: every
+    earlier owner's conditional writes (:func:`migration_update` with its
+    ``generation``) are refused from now on. Whether ``owner`` may take the migration
+    is decided before (the jobboard's claim, or the conductor lock).
+
+    :returns: the row as written (its ``generation`` is the owner's).
+    :raises MigrationNotFound: no such migration.
+    """
+    matched = context.session.execute(
+        sa.update(_MIGRATIONS).where(_MIGRATIONS.c.uuid == uuid)
+        .values(owner=validation.check_value(_MIGRATIONS.c.owner, owner),
+                generation=_MIGRATIONS.c.generation + 1)).rowcount
+    if not matched:
+        raise exception.MigrationNotFound(migration_uuid=uuid)
+    return _get(context.session, _MIGRATIONS, 'uuid', uuid)
+
+
+@context_manager.reader
+def migration_list_queued(context):
+    """Return the migrations waiting in ``queued``, first come first.
+
+    :returns: list of row dicts ordered by ``queued_at`` (then id).
+    """
+    table = _MIGRATIONS
+    return _list(context.session, sa.select(table)
+                 .where(table.c.status == 'queued')
+                 .order_by(table.c.queued_at, table.c.id))
+
+
+# --- progress of running jobs ---------------------------------------------------------
+
+@context_manager.writer
+def migration_progress_record(context, uuid, values, origin, expected_status,
+                              generation=None, reported_at=None):
+    """Record one progress report of migration ``uuid``'s job, in one transaction.
+
+    The figures become the migration's latest (its row, with ``last_report_at``) and a
+    row of ``migration_progress`` keeps the report, but only while the migration is in
+    one of ``expected_status`` (and, with ``generation``, still driven by the writer):
+    a report that arrives after the job ended or after an abort moved the migration
+    on changes nothing.
+
+    :param values: figures of the report: :data:`PROGRESS_COLUMNS` and ``postcopy``
+        (None values are not written to the migration's row).
+    :param origin: ``push`` (the source agent's monitor sent it) or ``poll`` (the
+        conductor read it from the agent).
+    :param expected_status: the statuses in which progress is recorded.
+    :param generation: see :func:`migration_update`.
+    :param reported_at: when the report was made (default now), naive or aware UTC.
+    :returns: the migration's row as written, or None when its status did not match.
+    :raises Invalid: a bad value (nothing written).
+    :raises MigrationNotFound: no such migration.
+    :raises OwnershipLost: the generation is not the writer's (nothing written).
+    """
+    values = dict(values, migration_uuid=uuid, origin=origin)
+    if values.get('postcopy') is None:
+        values['postcopy'] = False
+    record = validation.check_values(_PROGRESS, values)
+    record['created_at'] = validation.check_value(
+        _PROGRESS.c.created_at, reported_at or timeutils.utcnow())
+    latest = {name: record[name] for name in PROGRESS_COLUMNS
+              if record.get(name) is not None}
+    latest['last_report_at'] = record['created_at']
+    session = context.session
+    where = _migration_where(uuid, expected_status, generation)
+    if not _update(session, _MIGRATIONS, where, latest):
+        error = _migration_conflict(session, uuid, expected_status, generation)
+        if isinstance(error, exception.MigrationStateConflict):
+            return None
+        raise error
+    session.execute(sa.insert(_PROGRESS).values(record))
+    return _get(session, _MIGRATIONS, 'uuid', uuid)
+
+
+@context_manager.reader
+def migration_progress_list(context, uuid, limit=None):
+    """Return the progress records of migration ``uuid``, oldest first.
+
+    :param limit: only the newest ``limit`` records (still oldest first).
+    """
+    table = _PROGRESS
+    statement = (sa.select(table).where(table.c.migration_uuid == uuid)
+                 .order_by(table.c.id.desc()))
+    if limit is not None:
+        statement = statement.limit(limit)
+    return list(reversed(_list(context.session, statement)))
+
+
+# --- per-host migration slots -----------------------------------------------------------
+
+@context_manager.writer
+def migration_slots_take(context, migration_uuid, wanted):
+    """Take one slot per ``(host, direction, limit)`` of ``wanted``: all or none.
+
+    One transaction: for each host and direction the lowest free slot number below
+    ``limit`` is inserted. Two conductors racing for the same last slot pick the same
+    number, and the unique index on (host, direction, slot) lets exactly one of them
+    insert it: the other gets SlotsBusy, and nothing of its transaction stays. A slot
+    the migration already holds counts as taken (a repeated call is harmless).
+
+    :param wanted: iterable of (host, 'out' or 'in', limit).
+    :returns: the slot rows the migration holds.
+    :raises SlotsBusy: a host has no free slot in that direction (nothing taken).
+    """
+    session = context.session
+    # NOTE: the first statement writes (a no-op on the migration's row), so that on
+    # SQLite this transaction waits for another writer instead of failing (see the
+    # module's docstring).
+    _update(session, _MIGRATIONS, [_MIGRATIONS.c.uuid == migration_uuid],
+            {'generation': _MIGRATIONS.c.generation})
+    table = _SLOTS
+    for host, direction, limit in wanted:
+        validation.check_value(table.c.direction, direction)
+        rows = _list(session, sa.select(table).where(table.c.host == host,
+                                                     table.c.direction == direction))
+        if any(row['migration_uuid'] == migration_uuid for row in rows):
+            continue
+        used = {row['slot'] for row in rows}
+        if len(rows) >= limit:
+            raise exception.SlotsBusy(migration_uuid=migration_uuid, host=host,
+                                      direction=_DIRECTION_WORDS[direction],
+                                      used=len(rows), limit=limit)
+        slot = min(set(range(limit)) - used)
+        try:
+            session.execute(sa.insert(table).values(
+                host=host, direction=direction, slot=slot,
+                migration_uuid=migration_uuid, created_at=timeutils.utcnow()))
+        except db_exc.DBDuplicateEntry as exc:
+            raise exception.SlotsBusy(
+                migration_uuid=migration_uuid, host=host,
+                direction=_DIRECTION_WORDS[direction], used='%d+' % len(rows),
+                limit=limit) from exc
+    return _list(session, sa.select(table).where(table.c.migration_uuid
+                                                 == migration_uuid))
+
+
+_DIRECTION_WORDS = {'out': 'outbound', 'in': 'inbound'}
+
+
+@context_manager.writer
+def migration_slots_release(context, migration_uuid):
+    """Give back every slot migration ``migration_uuid`` holds; return how many."""
+    return context.session.execute(
+        sa.delete(_SLOTS).where(_SLOTS.c.migration_uuid == migration_uuid)).rowcount
+
+
+@context_manager.reader
+def migration_slots_list(context):
+    """Return every slot held, as rows (host, direction, slot, migration_uuid)."""
+    return _list(context.session,
+                 sa.select(_SLOTS).order_by(_SLOTS.c.host, _SLOTS.c.direction,
+                                            _SLOTS.c.slot))
+
+
+@context_manager.writer
+def migration_slots_release_ended(context, statuses):
+    """Give back the slots of migrations whose status is in ``statuses`` (the
+    terminal ones: a flow that ended without releasing); return how many."""
+    ended = sa.select(_MIGRATIONS.c.uuid).where(
+        _MIGRATIONS.c.status.in_(_as_tuple(statuses)))
+    return context.session.execute(
+        sa.delete(_SLOTS).where(_SLOTS.c.migration_uuid.in_(ended))).rowcount
+
+
+# --- conductor locks ---------------------------------------------------------------------
+
+@context_manager.writer
+def conductor_lock_holder_set(context, name, holder):
+    """Record that ``holder`` (a phrase naming a conductor) holds lock ``name``."""
+    return _upsert(context.session, _LOCKS, 'name', {'name': name, 'holder': holder})
+
+
+@context_manager.reader
+def conductor_lock_holder_get(context, name):
+    """Return the recorded holder of lock ``name``, or None."""
+    row = _get(context.session, _LOCKS, 'name', name)
+    return None if row is None else row['holder']

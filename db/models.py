@@ -1,8 +1,13 @@
 """SQLAlchemy models of the conductor's database.
 
-Three tables: ``compute_hosts`` (the inventory each agent reports with its heartbeat),
+Six tables: ``compute_hosts`` (the inventory each agent reports with its heartbeat),
 ``instances`` (the guests the conductor may move, and the lock that keeps a second move
-out) and ``migrations`` (one row per move, its state, progress and structured error).
+out), ``migrations`` (one row per move, its state, progress, structured error and the
+conductor that drives it), ``migration_progress`` (every progress report of a running
+job, as the source agent sent it), ``migration_slots`` (the per-host migration slots
+each running migration holds: the database's unique index is what keeps a host within
+its limits) and ``conductor_locks`` (who holds the lock a conductor without a jobboard
+takes, so a second one can say who is in its way).
 
 The models describe the schema; the alembic revisions in ``db/alembic/versions`` create
 it, and a test checks that both agree on every backend. Nothing outside :mod:`db.api`
@@ -43,6 +48,14 @@ TABLE_ARGS = {
 
 # NOTE: a column's info['choices'] lists the only values db.api accepts for it.
 BLOCK_MIGRATION_CHOICES = ('auto', 'true', 'false')
+# The libvirt job's outcome as the source agent reports it (objects.fields.JobState).
+JOB_STATE_CHOICES = ('running', 'completed', 'failed', 'cancelled', 'not-running',
+                     'gone')
+# A slot is taken on the source (outbound) and on the destination (inbound).
+SLOT_DIRECTIONS = ('out', 'in')
+# Where a progress record came from: pushed by the source agent's monitor, or read by
+# the conductor from the agent after the source had been silent.
+PROGRESS_ORIGINS = ('push', 'poll')
 
 
 def _utcnow():
@@ -183,3 +196,81 @@ class Migration(TimestampMixin, Base):
     error_message: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
     started_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(DateTime)
     finished_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(DateTime)
+    # The libvirt job as the source agent last reported it (running until its end).
+    job_state: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(16), info={'choices': JOB_STATE_CHOICES})
+    job_error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    last_report_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(DateTime)
+    # Who drives the flow, and the generation of that ownership: every write of the
+    # flow names its generation in the WHERE clause, so a conductor that lost the
+    # migration to another (which took it with generation + 1) is refused by the
+    # database itself.
+    owner: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    generation: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, nullable=False, default=0, server_default='0')
+    # When the migration joined its hosts' queues (first come, first served).
+    queued_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(DateTime)
+
+
+class MigrationProgress(Base):
+    """One progress report of a running migration job (bytes, ms, bytes/s)."""
+
+    __tablename__ = 'migration_progress'
+    __table_args__ = (TABLE_ARGS,)
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True)
+    migration_uuid: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), nullable=False, index=True)
+    created_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        DateTime, default=_utcnow)
+    origin: orm.Mapped[str] = orm.mapped_column(
+        sa.String(8), nullable=False, info={'choices': PROGRESS_ORIGINS})
+    memory_total: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
+    memory_processed: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
+    memory_remaining: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
+    disk_total: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
+    disk_processed: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
+    disk_remaining: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
+    dirty_rate: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
+    iteration: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    expected_downtime_ms: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    total_time_ms: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    postcopy: orm.Mapped[bool] = orm.mapped_column(
+        sa.Boolean, nullable=False, default=False, server_default=sa.false())
+
+
+class MigrationSlot(Base):
+    """A slot of a host held by a migration: ``out`` on its source, ``in`` on its
+    destination. Slot numbers run from 0 to the host's limit - 1; the unique index on
+    (host, direction, slot) makes taking one atomic on every backend."""
+
+    __tablename__ = 'migration_slots'
+    __table_args__ = (
+        sa.UniqueConstraint('host', 'direction', 'slot'),
+        TABLE_ARGS,
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True)
+    host: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    direction: orm.Mapped[str] = orm.mapped_column(
+        sa.String(3), nullable=False, info={'choices': SLOT_DIRECTIONS})
+    slot: orm.Mapped[int] = orm.mapped_column(sa.Integer, nullable=False)
+    migration_uuid: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), nullable=False, index=True)
+    created_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        DateTime, default=_utcnow)
+
+
+class ConductorLock(TimestampMixin, Base):
+    """Who holds a conductor lock (the lock itself is the database's, see
+    :mod:`migration_conductor.conductor_lock`)."""
+
+    __tablename__ = 'conductor_locks'
+    __table_args__ = (
+        sa.UniqueConstraint('name'),
+        TABLE_ARGS,
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    holder: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)

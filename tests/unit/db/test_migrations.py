@@ -51,6 +51,29 @@ INITIAL_COLUMNS = {
 }
 
 
+# What revision 5c2e8a41b7d3 adds (the agent-side monitor, slots and ownership).
+MONITOR_COLUMNS = {
+    'migrations': {'job_state', 'job_error', 'last_report_at', 'owner', 'generation',
+                   'queued_at'},
+    'migration_progress': {
+        'id', 'migration_uuid', 'created_at', 'origin', 'memory_total',
+        'memory_processed', 'memory_remaining', 'disk_total', 'disk_processed',
+        'disk_remaining', 'dirty_rate', 'iteration', 'expected_downtime_ms',
+        'total_time_ms', 'postcopy'},
+    'migration_slots': {'id', 'host', 'direction', 'slot', 'migration_uuid',
+                        'created_at'},
+    'conductor_locks': {'id', 'name', 'holder', 'created_at', 'updated_at'},
+}
+NEW_TABLES = ('migration_progress', 'migration_slots', 'conductor_locks')
+
+
+def _head_columns():
+    columns = {table: set(names) for table, names in INITIAL_COLUMNS.items()}
+    for table, names in MONITOR_COLUMNS.items():
+        columns.setdefault(table, set()).update(names)
+    return columns
+
+
 def _revisions():
     """Return the revisions from the first to the head."""
     scripts = alembic_script.ScriptDirectory(os.path.join(_DB_DIR, 'alembic'))
@@ -79,6 +102,23 @@ def _check_1d8936902f05(engine):
     assert {('instance_uuid',), ('status',)} <= indexed
 
 
+def _check_5c2e8a41b7d3(engine):
+    inspector = sa.inspect(engine)
+    for table, columns in _head_columns().items():
+        assert {c['name'] for c in inspector.get_columns(table)} == columns, table
+    assert ('host', 'direction', 'slot') in _unique_columns(inspector, 'migration_slots')
+    assert ('name',) in _unique_columns(inspector, 'conductor_locks')
+    assert ('migration_uuid',) in _indexed_columns(inspector, 'migration_progress')
+    assert ('migration_uuid',) in _indexed_columns(inspector, 'migration_slots')
+
+
+def _post_downgrade_5c2e8a41b7d3(engine):
+    inspector = sa.inspect(engine)
+    assert not set(inspector.get_table_names()) & set(NEW_TABLES)
+    assert {c['name'] for c in inspector.get_columns('migrations')} == \
+        INITIAL_COLUMNS['migrations']
+
+
 def _post_downgrade_1d8936902f05(engine):
     assert not set(sa.inspect(engine).get_table_names()) & set(INITIAL_COLUMNS)
 
@@ -89,9 +129,11 @@ def _run_check(prefix, revision, engine):
         check(engine)
 
 
-def test_models_cover_the_initial_columns():
-    for table, columns in INITIAL_COLUMNS.items():
-        assert set(models.Base.metadata.tables[table].columns.keys()) == columns
+def test_models_cover_the_columns_of_every_revision():
+    columns = _head_columns()
+    assert set(models.Base.metadata.tables) == set(columns)
+    for table, names in columns.items():
+        assert set(models.Base.metadata.tables[table].columns.keys()) == names, table
 
 
 def test_single_head():
@@ -115,7 +157,7 @@ def test_walk_versions(database_url):
             _run_check('_post_downgrade', script.revision, engine)
         migration.upgrade(database_url)
         assert migration.version(database_url) == migration.head()
-        _run_check('_check', revisions[0].revision, engine)
+        _run_check('_check', revisions[-1].revision, engine)
     finally:
         engine.dispose()
 
