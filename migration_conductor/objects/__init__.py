@@ -5,8 +5,11 @@ registers the classes and binds them as attributes of this package.
 """
 
 
+_MODULES = ('claim', 'compute_host', 'destination', 'disk', 'host_migrations',
+            'host_report', 'instance', 'migration', 'migration_job', 'migration_spec',
+            'source_facts')
+
+
 def register_all():
-    __import__('migration_conductor.objects.compute_host')
-    __import__('migration_conductor.objects.host_report')
-    __import__('migration_conductor.objects.instance')
-    __import__('migration_conductor.objects.migration')
+    for name in _MODULES:
+        __import__('migration_conductor.objects.%s' % name)

@@ -7,6 +7,7 @@ plain dicts returned by :mod:`db.api`.
 """
 
 from oslo_versionedobjects import base as ovo_base
+from oslo_versionedobjects import fields as ovo_fields
 
 
 class MigrationConductorObjectRegistry(ovo_base.VersionedObjectRegistry):
@@ -26,6 +27,20 @@ class MigrationConductorObject(ovo_base.VersionedObject):
 
     OBJ_SERIAL_NAMESPACE = 'migration_conductor_object'
     OBJ_PROJECT_NAMESPACE = 'migration_conductor'
+
+    def __init__(self, context=None, **kwargs):
+        """Build the object; every field not given that has a default gets it.
+
+        NOTE: oslo.versionedobjects leaves such fields unset, and reading one then
+        tries to lazy-load it (NotImplementedError here, where objects carry no
+        database access).
+        """
+        super().__init__(context, **kwargs)
+        unset = [name for name, field in self.fields.items()
+                 if not self.obj_attr_is_set(name) and field.default
+                 is not ovo_fields.UnspecifiedDefault]
+        if unset:
+            self.obj_set_defaults(*unset)
 
     # Fields that are not columns of the object's table.
     _non_db_fields = ()

@@ -9,7 +9,8 @@ from migration_conductor.objects import fields
 @base.MigrationConductorObjectRegistry.register
 class ComputeHost(base.MigrationConductorObject):
     # Version 1.0: Initial version
-    VERSION = '1.0'
+    # Version 1.1: last_heartbeat keeps its microseconds on the wire
+    VERSION = '1.1'
 
     fields = {
         'host': fields.StringField(),
@@ -30,7 +31,7 @@ class ComputeHost(base.MigrationConductorObject):
         'service_version': fields.IntegerField(),
         'enabled': fields.BooleanField(default=True),
         'disabled_reason': fields.StringField(nullable=True),
-        'last_heartbeat': fields.DateTimeField(nullable=True),
+        'last_heartbeat': fields.PreciseDateTimeField(nullable=True),
         # Not stored: filled by the conductor from last_heartbeat when it answers.
         'up': fields.BooleanField(nullable=True, default=None),
     }

@@ -1,5 +1,11 @@
-"""Field types of the project's versioned objects: every status is an enum."""
+"""Field types of the project's versioned objects: every status is an enum.
 
+Every enumeration the conductor and the agents share (migration status, job state, job
+type, phase, power state, ...) is declared here once; modules compare against these
+constants, never against string literals of their own.
+"""
+
+from oslo_utils import timeutils
 from oslo_versionedobjects import fields
 
 from migration_conductor.objects import migration_states
@@ -7,12 +13,32 @@ from migration_conductor.objects import migration_states
 # Re-exported so object modules import field types from one place.
 BooleanField = fields.BooleanField
 DateTimeField = fields.DateTimeField
+FloatField = fields.FloatField
 IntegerField = fields.IntegerField
 ListOfStringsField = fields.ListOfStringsField
 ObjectField = fields.ObjectField
 ListOfObjectsField = fields.ListOfObjectsField
 StringField = fields.StringField
 UUIDField = fields.UUIDField
+
+
+class PreciseDateTime(fields.DateTime):
+    """A UTC timestamp that keeps its microseconds on the wire.
+
+    NOTE: oslo.versionedobjects' DateTime serializes with ``%Y-%m-%dT%H:%M:%SZ``, so a
+    timestamp read from the database (microseconds kept on every backend) arrived at
+    migctl with whole seconds. The ISO 8601 text with a fraction is what
+    ``timeutils.parse_isotime`` (DateTime's own parser) reads back, so a receiver that
+    still has the plain DateTime reads it too.
+    """
+
+    def to_primitive(self, obj, attr, value):
+        return value.astimezone(timeutils.iso8601.UTC).strftime(
+            '%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+class PreciseDateTimeField(fields.AutoTypedField):
+    AUTO_TYPE = PreciseDateTime()
 
 
 class MigrationStatus(fields.Enum):
@@ -100,3 +126,49 @@ class MigrationPhase(fields.Enum):
 
 class MigrationPhaseField(fields.BaseEnumField):
     AUTO_TYPE = MigrationPhase()
+
+
+class JobState(fields.Enum):
+    """A migration job as the source agent sees it (from libvirt).
+
+    ``not-running``: the guest is on the source and no job runs (it never started, or
+    it ended and this agent did not see how); ``gone``: the guest is not on the source
+    and no record says why (ask the destination).
+    """
+
+    RUNNING = 'running'
+    COMPLETED = 'completed'
+    FAILED = 'failed'
+    CANCELLED = 'cancelled'
+    NOT_RUNNING = 'not-running'
+    GONE = 'gone'
+    ALL = (RUNNING, COMPLETED, FAILED, CANCELLED, NOT_RUNNING, GONE)
+    ENDED = (COMPLETED, FAILED, CANCELLED, NOT_RUNNING, GONE)
+
+    def __init__(self):
+        super().__init__(valid_values=self.ALL)
+
+
+class JobStateField(fields.BaseEnumField):
+    AUTO_TYPE = JobState()
+
+
+class JobType(fields.Enum):
+    """libvirt's job type (virDomainJobType) of the statistics read."""
+
+    NONE = 'none'
+    UNBOUNDED = 'unbounded'
+    BOUNDED = 'bounded'
+    COMPLETED = 'completed'
+    FAILED = 'failed'
+    CANCELLED = 'cancelled'
+    UNKNOWN = 'unknown'
+    ALL = (NONE, UNBOUNDED, BOUNDED, COMPLETED, FAILED, CANCELLED, UNKNOWN)
+    ACTIVE = (UNBOUNDED, BOUNDED)
+
+    def __init__(self):
+        super().__init__(valid_values=self.ALL)
+
+
+class JobTypeField(fields.BaseEnumField):
+    AUTO_TYPE = JobType()

@@ -3,6 +3,9 @@
 from migration_conductor.objects import base
 from migration_conductor.objects import fields
 
+# The keys of a driver's instance dict (ComputeDriver.get_instance).
+DRIVER_KEYS = ('uuid', 'name', 'power_state', 'memory_mb', 'vcpus')
+
 
 @base.MigrationConductorObjectRegistry.register
 class Instance(base.MigrationConductorObject):

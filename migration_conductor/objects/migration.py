@@ -6,6 +6,8 @@ a :class:`MigrationError` (phase, host, code, message) so that an operator and a
 can both tell where and why a migration ended.
 """
 
+from oslo_utils import versionutils
+
 from migration_conductor.objects import base
 from migration_conductor.objects import fields
 from migration_conductor.objects import migration_states
@@ -40,7 +42,9 @@ class MigrationError(base.MigrationConductorObject):
 @base.MigrationConductorObjectRegistry.register
 class Migration(base.MigrationConductorObject):
     # Version 1.0: Initial version
-    VERSION = '1.0'
+    # Version 1.1: job_state, job_error, last_report_at, owner, queued_at and
+    #              queue_position; timestamps keep their microseconds on the wire
+    VERSION = '1.1'
 
     fields = {
         'uuid': fields.UUIDField(),
@@ -66,13 +70,35 @@ class Migration(base.MigrationConductorObject):
         'downtime_ms': fields.IntegerField(nullable=True),
         'total_time_ms': fields.IntegerField(nullable=True),
         'error': fields.ObjectField('MigrationError', nullable=True),
-        'started_at': fields.DateTimeField(nullable=True),
-        'finished_at': fields.DateTimeField(nullable=True),
-        'created_at': fields.DateTimeField(nullable=True),
-        'updated_at': fields.DateTimeField(nullable=True),
+        'started_at': fields.PreciseDateTimeField(nullable=True),
+        'finished_at': fields.PreciseDateTimeField(nullable=True),
+        'created_at': fields.PreciseDateTimeField(nullable=True),
+        'updated_at': fields.PreciseDateTimeField(nullable=True),
+        # The libvirt job as its source agent last reported it.
+        'job_state': fields.JobStateField(nullable=True, default=None),
+        'job_error': fields.StringField(nullable=True, default=None),
+        'last_report_at': fields.PreciseDateTimeField(nullable=True, default=None),
+        # The conductor that drives the migration's flow.
+        'owner': fields.StringField(nullable=True, default=None),
+        # Waiting for a slot of its hosts: since when, and its place in the queue
+        # (1: next; filled by the conductor when it answers, not stored).
+        'queued_at': fields.PreciseDateTimeField(nullable=True, default=None),
+        'queue_position': fields.IntegerField(nullable=True, default=None),
     }
 
-    _non_db_fields = ('error',)
+    _non_db_fields = ('error', 'queue_position')
+
+    # Fields added by each version, for obj_make_compatible.
+    _ADDED = {(1, 1): ('job_state', 'job_error', 'last_report_at', 'owner',
+                       'queued_at', 'queue_position')}
+
+    def obj_make_compatible(self, primitive, target_version):
+        super().obj_make_compatible(primitive, target_version)
+        target = versionutils.convert_version_to_tuple(target_version)
+        for version, names in self._ADDED.items():
+            if target < version:
+                for name in names:
+                    primitive.pop(name, None)
 
     @property
     def is_terminal(self):

@@ -13,14 +13,28 @@ from migration_conductor.objects import migration_states as states
 # Changing an object's fields changes its fingerprint: bump its VERSION, add a
 # "# Version x.y:" line and obj_make_compatible handling, then update the hash here.
 EXPECTED_FINGERPRINTS = {
-    'ComputeHost': '1.0-cb56549b6bb368845b3f7d9cece35215',
+    'ComputeHost': '1.1-82da0896a61b088f413baff3f591cc19',
     'ComputeHostList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
+    'DestinationCheck': '1.0-8872f59b7df9840a49679c087925bb45',
+    'DestinationFinish': '1.0-91e98f5fc1decbc2d50d3c102db56f17',
+    'DestinationInfo': '1.0-04e146af3c25d7b976720fd016e9f6cb',
+    'Disk': '1.0-a26b988a2d3e8b5a91702b0ce0a0c15d',
+    'DiskList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
+    'HostMigrations': '1.0-82bc212588a36d43a00668b37302a24b',
     'HostReport': '1.0-53b642c1f8e9c98a56550ae97a9237bb',
     'Instance': '1.0-236e47078dd5508f59773409823b6e46',
     'InstanceList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
-    'Migration': '1.0-0117392a43021230b4e6f02a6673b563',
+    'JobProgress': '1.0-eee48cbea8d29bbf361c5661b4e4012f',
+    'Migration': '1.1-e226621cdd23a86cb5daaae48153f051',
     'MigrationError': '1.0-146dc56505549ee4cea037ae23837847',
+    'MigrationJob': '1.0-2b1bd14b7de69f53663f6a20d9f4e10d',
+    'MigrationJobList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
     'MigrationList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
+    'MigrationOptions': '1.0-f5b6b1845739aae18324a59df9485b44',
+    'MigrationSpec': '1.0-8a4ff074a7d6daa4f87a8fcef3c59932',
+    'ResourceClaim': '1.0-bd773706e27bfc03e92b134120b27317',
+    'ResourceClaimList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
+    'SourceFacts': '1.0-06bb12561dcf7fbb93c3eece5b0be9f3',
 }
 
 UUID_M = '11111111-1111-4111-8111-111111111111'
@@ -119,3 +133,50 @@ def test_host_liveness_follows_heartbeat():
     assert not host.heartbeat_is_recent(10, now=now)
     assert not objects.ComputeHost(host='b', last_heartbeat=None).heartbeat_is_recent(
         60, now=now)
+
+
+def test_a_migration_sent_to_a_1_0_peer_has_none_of_the_fields_of_1_1():
+    migration = _migration(states.QUEUED)
+    migration.job_state = 'running'
+    migration.owner = 'conductor-1'
+    migration.queue_position = 2
+    primitive = migration.obj_to_primitive(target_version='1.0')
+    data = primitive['migration_conductor_object.data']
+    assert primitive['migration_conductor_object.version'] == '1.0'
+    assert not set(data) & {'job_state', 'job_error', 'last_report_at', 'owner',
+                            'queued_at', 'queue_position'}
+    assert data['status'] == states.QUEUED
+    assert 'queue_position' in migration.obj_to_primitive()[
+        'migration_conductor_object.data']
+
+
+def test_timestamps_keep_their_microseconds_on_the_wire():
+    stamp = datetime.datetime(2026, 12, 2, 8, 0, 0, 123456)
+    migration = _migration()
+    migration.created_at = stamp
+    again = objects.Migration.obj_from_primitive(migration.obj_to_primitive())
+    assert again.created_at.replace(tzinfo=None) == stamp
+    host = objects.ComputeHost(host='a', last_heartbeat=stamp)
+    again = objects.ComputeHost.obj_from_primitive(host.obj_to_primitive())
+    assert again.last_heartbeat.microsecond == 123456
+
+
+def test_the_contract_objects_read_the_dicts_of_rpc_1_3():
+    facts = {'instance': {'uuid': UUID_I, 'name': 'g', 'power_state': 'running',
+                          'memory_mb': 512, 'vcpus': 2},
+             'cpu_xml': '<cpu/>', 'hypervisor_type': 'QEMU',
+             'hypervisor_version': 7002000,
+             'disks': [{'target': 'vda', 'path': '/x', 'format': 'raw',
+                        'pool_uuid': None, 'allocation': 10}]}
+    source = objects.SourceFacts.from_legacy('src', facts)
+    assert (source.instance.memory_mb, source.disks[0].allocation) == (512, 10)
+    assert source.legacy() == facts
+    job = objects.MigrationJob.from_legacy(
+        UUID_M, UUID_I, 'src', {'state': 'running', 'error': None,
+                                'stats': {'type': 'unbounded', 'memory_total': 5,
+                                          'dirty_rate': 7}})
+    assert (job.progress.job_type, job.progress.dirty_rate) == ('unbounded', 7)
+    assert job.progress.active and not job.ended
+    with pytest.raises(ValueError):
+        objects.MigrationJob(migration_uuid=UUID_M, instance_uuid=UUID_I, host='h',
+                             state='almost-done')

@@ -1,0 +1,50 @@
+"""SourceFacts: what the source agent says about a guest before it moves.
+
+The answer of ``check_source``, given as is to every candidate destination's
+``check_destination``: the guest (size, power state), the source host's CPU (the
+``<cpu>`` of its capabilities), its hypervisor and the guest's disks with their pools.
+"""
+
+from migration_conductor.objects import base
+from migration_conductor.objects import fields
+
+
+@base.MigrationConductorObjectRegistry.register
+class SourceFacts(base.MigrationConductorObject):
+    # Version 1.0: Initial version
+    VERSION = '1.0'
+
+    fields = {
+        'host': fields.StringField(),
+        'instance': fields.ObjectField('Instance'),
+        'cpu_xml': fields.StringField(nullable=True),
+        'hypervisor_type': fields.StringField(),
+        'hypervisor_version': fields.IntegerField(),
+        # None: the source did not report disks (an agent of service version 1), so
+        # storage cannot be judged.
+        'disks': fields.ObjectField('DiskList', nullable=True, default=None),
+    }
+
+    def legacy(self):
+        """The dict an agent of RPC 1.1-1.3 gives and takes (check_destination)."""
+        from migration_conductor.objects import instance as instance_obj
+        facts = {'instance': {key: getattr(self.instance, key)
+                              for key in instance_obj.DRIVER_KEYS
+                              if self.instance.obj_attr_is_set(key)},
+                 'cpu_xml': self.cpu_xml, 'hypervisor_type': self.hypervisor_type,
+                 'hypervisor_version': self.hypervisor_version}
+        if self.disks is not None:
+            facts['disks'] = self.disks.to_driver()
+        return facts
+
+    @classmethod
+    def from_legacy(cls, host, values):
+        """SourceFacts from the dict of an agent of RPC 1.1-1.3 (or one sent by a
+        conductor pinned to those versions)."""
+        from migration_conductor import objects
+        disks = values.get('disks')
+        return cls(host=host, instance=objects.Instance(host=host, **values['instance']),
+                   cpu_xml=values.get('cpu_xml'),
+                   hypervisor_type=values['hypervisor_type'],
+                   hypervisor_version=values['hypervisor_version'],
+                   disks=None if disks is None else objects.DiskList.from_driver(disks))
