@@ -4,6 +4,11 @@ Every call about a migration is keyed by the migration's id and idempotent: aske
 to claim, prepare, start or clean up, the agent answers with what it already did. The
 agent never calls another agent; it only answers the conductor (and reports to it).
 
+Answers are the versioned objects of RPC 1.4 (SourceFacts, DestinationCheck,
+ResourceClaim, DestinationInfo, MigrationJob, DestinationFinish). A conductor pinned to
+an older version (``[upgrade_levels] compute_agent``) sends the plain dicts of that
+release; each method takes both, and only here are they turned into objects.
+
 Runs in oslo.messaging's threading executor; the virt driver, the resource tracker and
 the migration job table are thread-safe. The agent has no database access.
 """
@@ -26,8 +31,9 @@ LOG = logging.getLogger(__name__)
 # conductor's scheduler refuses destinations older than the source, and calls an agent
 # with the newest RPC version its service version serves (rpcapi.SERVICE_VERSION_CAPS).
 # 1: live migration (RPC 1.1); 2: the source reports disks, the destination judges
-# storage (RPC 1.2); 3: block migration of the disks not shared (RPC 1.3).
-SERVICE_VERSION = 3
+# storage (RPC 1.2); 3: block migration of the disks not shared (RPC 1.3); 4: typed
+# contract, the job monitor runs in the source agent and reports by itself (RPC 1.4).
+SERVICE_VERSION = 4
 
 # Typed errors are answers to the conductor, not faults of the agent.
 expected = messaging.expected_exceptions(exception.MigrationConductorError)
@@ -38,8 +44,9 @@ class AgentManager:
 
     target = messaging.Target(version=rpcapi.RPC_API_VERSION)
 
-    def __init__(self, host, driver, conf, on_job_end=None):
-        """:param on_job_end: see :class:`~compute_agent.migration_jobs.MigrationJobs`."""
+    def __init__(self, host, driver, conf, reporter=None):
+        """:param reporter: receives the job monitors' reports (see
+            :class:`~compute_agent.migration_jobs.MigrationJobs`)."""
         self.host = host
         self.driver = driver
         self._migration_address = conf.agent.migration_address
@@ -47,7 +54,7 @@ class AgentManager:
             host, driver, conf.agent.reserved_host_memory_mb,
             conf.agent.cpu_allocation_ratio, conf.agent.claims_restore_timeout)
         self.jobs = migration_jobs.MigrationJobs(
-            host, driver, conf.agent.migration_start_timeout, on_end=on_job_end)
+            host, driver, conf.agent.migration_start_timeout, reporter=reporter)
 
     def build_host_report(self):
         """Read the host's inventory and guests from the hypervisor now."""
@@ -69,13 +76,13 @@ class AgentManager:
     def check_source(self, context, migration_uuid, instance_uuid):
         """Facts of the source for the destination's checks.
 
-        :returns: a dict with the instance, cpu_xml, hypervisor_type,
-            hypervisor_version and disks (the driver's disk dicts, with their pools).
+        :returns: SourceFacts (the guest, this host's CPU and hypervisor, the
+            guest's disks with their pools).
         :raises DomainNotFound, InstanceNotRunning: the guest cannot leave from here.
         :raises HypervisorCallFailed: its disks could not be read.
         """
         instance = self.driver.get_instance(instance_uuid)
-        if instance['power_state'] != 'running':
+        if instance['power_state'] != fields.PowerState.RUNNING:
             raise exception.InstanceNotRunning(instance_uuid=instance_uuid,
                                                power_state=instance['power_state'],
                                                host=self.host)
@@ -86,39 +93,44 @@ class AgentManager:
                  {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
                   'mem': instance['memory_mb'], 'cpu': instance['vcpus'],
                   'disks': len(disks)})
-        return {'instance': instance, 'cpu_xml': inventory['cpu_xml'],
-                'hypervisor_type': inventory['hypervisor_type'],
-                'hypervisor_version': inventory['hypervisor_version'], 'disks': disks}
+        return objects.SourceFacts(
+            host=self.host, instance=objects.Instance(host=self.host, **instance),
+            cpu_xml=inventory['cpu_xml'], hypervisor_type=inventory['hypervisor_type'],
+            hypervisor_version=inventory['hypervisor_version'],
+            disks=objects.DiskList.from_driver(disks))
 
     @expected
     def check_destination(self, context, migration_uuid, instance_uuid, source,
                           block_migration=fields.BlockMigration.AUTO):
         """Can this host take the instance described by ``source`` (from check_source)?
 
+        :param source: SourceFacts (1.4), or its dict (1.1-1.3).
         :param block_migration: 'auto', 'true' or 'false' (1.2; a 1.1 conductor sends
             none: 'auto').
-        :returns: ``{'host', 'block_migration', 'copy_disks'}``: whether the migration
-            copies disks, and which (disk dicts: target, path, format; see
+        :returns: DestinationCheck: whether the migration copies disks, and which (see
             :mod:`compute_agent.storage`).
         :raises CPUIncompatible, InsufficientResources, InstanceStateConflict.
         :raises StorageIncompatible: the disks cannot come here as requested.
         :raises DestinationRefused: this agent restarted and does not know yet the claims
             it holds (see :meth:`ResourceTracker.restore`).
         """
+        if not isinstance(source, objects.SourceFacts):
+            source = objects.SourceFacts.from_legacy('unknown', source)
         present = self.driver.find_instance(instance_uuid)
-        if present == 'running':
+        if present == fields.PowerState.RUNNING:
             raise exception.InstanceStateConflict(
                 instance_uuid=instance_uuid,
                 reason='it already runs on the destination %s' % self.host)
-        self.driver.check_cpu_compatible(source.get('cpu_xml'))
-        instance = source['instance']
-        self.tracker.check(migration_uuid, instance_uuid, instance['memory_mb'],
-                           instance['vcpus'])
+        self.driver.check_cpu_compatible(source.cpu_xml)
+        self.tracker.check(migration_uuid, instance_uuid, source.instance.memory_mb,
+                           source.instance.vcpus)
         copy = self._check_storage(migration_uuid, instance_uuid, source,
                                    block_migration)
-        return {'host': self.host, 'block_migration': bool(copy),
-                'copy_disks': [{'target': d['target'], 'path': d['path'],
-                                'format': d['format']} for d in copy]}
+        return objects.DestinationCheck(
+            host=self.host, block_migration=bool(copy),
+            copy_disks=objects.DiskList(objects=[
+                objects.Disk(target=d['target'], path=d['path'], format=d['format'])
+                for d in copy]))
 
     def _check_storage(self, migration_uuid, instance_uuid, source, block_migration):
         """The storage decision (see :mod:`compute_agent.storage`), logged once.
@@ -128,14 +140,14 @@ class AgentManager:
         """
         ids = {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
                'requested': block_migration}
-        if 'disks' not in source:
+        if source.disks is None:
             LOG.warning('Migration %(m)s instance %(i)s: destination %(host)s checked; '
                         'storage not judged (the source reports no disks), no block '
                         'migration (requested %(requested)s)', ids)
             return []
         try:
             copy, summary = storage.decide_block_migration(
-                self.host, instance_uuid, block_migration, source['disks'],
+                self.host, instance_uuid, block_migration, source.disks.to_driver(),
                 self.driver.shares_disk, self.driver.disk_copy_refusal,
                 self.driver.pool_free_bytes)
         except exception.StorageIncompatible as exc:
@@ -150,7 +162,9 @@ class AgentManager:
 
     @expected
     def claim_resources(self, context, migration_uuid, instance_uuid, memory_mb, vcpus):
-        return self.tracker.claim(migration_uuid, instance_uuid, memory_mb, vcpus)
+        """:returns: the ResourceClaim held (the one already held when asked again)."""
+        return objects.ResourceClaim.from_legacy(
+            self.tracker.claim(migration_uuid, instance_uuid, memory_mb, vcpus))
 
     @expected
     def release_resources(self, context, migration_uuid):
@@ -158,21 +172,42 @@ class AgentManager:
 
     @expected
     def prepare_destination(self, context, migration_uuid, instance_uuid):
-        """Where the source sends the data (diskless guests need nothing else yet)."""
-        return {'migrate_uri': 'tcp://%s' % self._migration_address,
-                'listen_address': self._migration_address}
+        """Where the source sends the data (diskless guests need nothing else yet).
+
+        :returns: DestinationInfo.
+        """
+        return objects.DestinationInfo(host=self.host,
+                                       migrate_uri='tcp://%s' % self._migration_address,
+                                       listen_address=self._migration_address)
 
     # --- the migration job (1.1) ---------------------------------------------------------
 
     @expected
-    def start_migration(self, context, migration_uuid, instance_uuid, dest_uri,
-                        migrate_uri, options):
-        return self.jobs.start(migration_uuid, instance_uuid, dest_uri, migrate_uri,
-                               options)
+    def start_migration(self, context, migration_uuid, instance_uuid, dest_uri=None,
+                        migrate_uri=None, options=None, spec=None):
+        """Start the job (idempotent, across restarts too: see MigrationJobs.start).
+
+        :param spec: MigrationSpec (1.4); 1.1-1.3 send dest_uri, migrate_uri and the
+            options dict instead.
+        :returns: MigrationJob.
+        """
+        if spec is None:
+            spec = objects.MigrationSpec(
+                migration_uuid=migration_uuid, instance_uuid=instance_uuid,
+                dest_host=dest_uri, dest_uri=dest_uri, migrate_uri=migrate_uri,
+                options=objects.MigrationOptions.from_driver(options),
+                report_interval=migration_jobs.DEFAULT_REPORT_INTERVAL)
+        return self.jobs.start(spec)
 
     @expected
-    def get_migration_job(self, context, migration_uuid, instance_uuid):
-        return self.jobs.status(migration_uuid, instance_uuid)
+    def get_migration_job(self, context, migration_uuid, instance_uuid,
+                          report_interval=None):
+        """The job's state read now (a job running unwatched is watched again).
+
+        :returns: MigrationJob.
+        """
+        return self.jobs.status(migration_uuid, instance_uuid,
+                                report_interval=report_interval)
 
     @expected
     def abort_migration(self, context, migration_uuid, instance_uuid):
@@ -193,14 +228,14 @@ class AgentManager:
     def finish_on_destination(self, context, migration_uuid, instance_uuid):
         """Confirm the guest runs here (resuming it if it was paused to finish).
 
-        :returns: ``{'power_state', 'stats'}`` with the completed job's statistics.
+        :returns: DestinationFinish, with the completed job's statistics.
         :raises InstanceStateConflict: the guest is not here or does not run.
         """
         state = self.driver.find_instance(instance_uuid)
-        if state == 'paused':
+        if state == fields.PowerState.PAUSED:
             self.driver.resume_instance(instance_uuid)
             state = self.driver.find_instance(instance_uuid)
-        if state != 'running':
+        if state != fields.PowerState.RUNNING:
             raise exception.InstanceStateConflict(
                 instance_uuid=instance_uuid,
                 reason='on destination %s it is %s' % (self.host, state or 'not defined'))
@@ -208,19 +243,22 @@ class AgentManager:
         self.tracker.release(migration_uuid)   # the running domain now counts as used
         LOG.info('Migration %(m)s instance %(i)s: runs on destination %(host)s',
                  {'m': migration_uuid, 'i': instance_uuid, 'host': self.host})
-        return {'power_state': state, 'stats': stats}
+        return objects.DestinationFinish(
+            host=self.host, power_state=state,
+            progress=None if stats is None else objects.JobProgress.from_stats(stats))
 
     @expected
     def cleanup_source(self, context, migration_uuid, instance_uuid, disks=None):
         """Remove what the migration left on the source; the guest must not run here.
 
-        :param disks: (1.3) the paths of the disks the migration copied: their
-            originals here are deleted.
+        :param disks: the disks the migration copied (1.4: a DiskList; 1.3: their
+            paths): their originals here are deleted.
         """
         removed = self._remove_stopped_copy(
             instance_uuid,
             'it still runs on source %s; refusing to remove it' % self.host)
-        deleted = self.driver.delete_disk_copies(instance_uuid, disks) if disks else []
+        paths = _paths(disks)
+        deleted = self.driver.delete_disk_copies(instance_uuid, paths) if paths else []
         self.jobs.forget(migration_uuid)
         LOG.info('Migration %(m)s instance %(i)s: source %(host)s cleaned%(what)s%(disks)s',
                  {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
@@ -235,12 +273,13 @@ class AgentManager:
 
         A running guest here is never removed: then the migration did switch over.
 
-        :param disks: (1.3) the paths of the disks the migration copied here: deleted
-            (the storage check made sure no file was at those paths before).
+        :param disks: the disks the migration copied here (as for cleanup_source):
+            deleted (the storage check made sure no file was at those paths before).
         """
         removed = self._remove_stopped_copy(
             instance_uuid, 'it runs on destination %s; refusing to roll back' % self.host)
-        deleted = self.driver.delete_disk_copies(instance_uuid, disks) if disks else []
+        paths = _paths(disks)
+        deleted = self.driver.delete_disk_copies(instance_uuid, paths) if paths else []
         self.tracker.release(migration_uuid)
         LOG.info('Migration %(m)s instance %(i)s: destination %(host)s rolled '
                  'back%(what)s%(disks)s',
@@ -256,7 +295,16 @@ class AgentManager:
         :raises InstanceStateConflict: with ``refusal`` as reason, if the guest runs here.
         """
         state = self.driver.find_instance(instance_uuid)
-        if state == 'running':
+        if state == fields.PowerState.RUNNING:
             raise exception.InstanceStateConflict(instance_uuid=instance_uuid,
                                                   reason=refusal)
         return self.driver.destroy_instance(instance_uuid) if state else False
+
+
+def _paths(disks):
+    """The paths of ``disks``: a DiskList (1.4) or a list of paths (1.3), or None."""
+    if not disks:
+        return []
+    if isinstance(disks, objects.DiskList):
+        return disks.paths
+    return list(disks)

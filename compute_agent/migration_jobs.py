@@ -1,125 +1,271 @@
 """Outgoing live migrations of this host: start them, watch them, answer about them.
 
-libvirt and QEMU own a running migration job; this module only starts it (in a thread,
-since ``live_migrate`` blocks until the job ends), remembers how it ended, and reads its
-statistics. If the agent restarts while a job runs, the job goes on in libvirtd and
-:meth:`MigrationJobs.status` finds it again from libvirt alone.
+libvirt and QEMU own a running migration job; this module starts it (in a thread of its
+own, since ``live_migrate`` blocks until the job ends), has it watched where it runs
+(:mod:`compute_agent.migration_monitor`: progress reported to the conductor every
+report interval), reports its end the moment it happens, and answers the conductor's
+questions about it.
 
-Concurrency: RPC threads call in concurrently; one lock guards the job table, and each
-job's thread writes only its own record.
+The truth is libvirt's. If this agent restarts while a job runs, the job goes on in
+libvirtd: :meth:`MigrationJobs.start` asked again for the same migration reads libvirt
+first and never issues a second ``migrateToURI3`` for a guest whose job already runs
+(it watches that job) or already left (the guest is gone from this host), and
+:meth:`MigrationJobs.status` and :meth:`MigrationJobs.adopt` take over the watching of a
+job found running.
+
+Concurrency: RPC threads call in concurrently. One lock guards the job table; a second
+one serializes the starts of this host, so that reading libvirt back and creating the
+job are one step; each job's threads write only its own record.
 """
 
 import logging
 import threading
 import time
 
+from compute_agent import migration_monitor
 from migration_conductor import exception
+from migration_conductor import objects
+from migration_conductor.objects import fields
 
 LOG = logging.getLogger(__name__)
 
-RUNNING = 'running'
-COMPLETED = 'completed'
-FAILED = 'failed'
-CANCELLED = 'cancelled'
-NOT_RUNNING = 'not-running'   # the guest is here and no job runs
-GONE = 'gone'                 # the guest is not on this host and no record says why
-
-_LIBVIRT_ACTIVE = ('unbounded', 'bounded')
+JobState = fields.JobState
+# Seconds between two progress reports of a job started by a conductor that sends no
+# interval (RPC 1.1-1.3).
+DEFAULT_REPORT_INTERVAL = 1.0
+# Seconds between two looks at a job that was just started, until libvirt runs it.
+_START_POLL = 0.02
 
 
 class _Job:
-    def __init__(self, migration_uuid, instance_uuid):
+    """One outgoing migration job (its threads write it, the table's lock guards it)."""
+
+    def __init__(self, migration_uuid, instance_uuid, report_interval, adopted=False,
+                 state=JobState.RUNNING):
         self.migration_uuid = migration_uuid
         self.instance_uuid = instance_uuid
-        self.state = RUNNING
+        self.report_interval = report_interval
+        # Found in libvirt (this agent did not start it): its end is seen by the
+        # monitor, not by a thread blocked in live_migrate.
+        self.adopted = adopted
+        self.state = state
         self.error = None
-        self.final_stats = None
         self.force_completed = False
         self.done = threading.Event()
+        if state != JobState.RUNNING:
+            self.done.set()
 
 
 class MigrationJobs:
     """The outgoing migration jobs of one host."""
 
-    def __init__(self, host, driver, start_timeout, on_end=None):
-        """:param on_end: called as ``on_end(migration_uuid, instance_uuid, state)``
-            from the job's thread when a job ends (the agent tells the conductor)."""
+    def __init__(self, host, driver, start_timeout, reporter=None):
+        """:param reporter: an object with ``progress(job)`` and ``ended(job)``
+            (MigrationJob objects), called from the job's threads: the agent tells the
+            conductor. None: nothing is reported (the conductor asks)."""
         self.host = host
         self._driver = driver
         self._start_timeout = start_timeout
-        self._on_end = on_end
+        self._reporter = reporter
         self._jobs = {}
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
 
-    def start(self, migration_uuid, instance_uuid, dest_uri, migrate_uri, options):
-        """Start the migration; return once libvirt runs the job (or it already ended).
+    # --- start ---------------------------------------------------------------------------
 
-        Idempotent: a second call for the same migration answers with its status.
+    def start(self, spec):
+        """Start the migration ``spec`` describes; return once libvirt runs the job (or
+        it has already ended).
+
+        Idempotent, across agent restarts too: asked again for the same migration, the
+        agent answers with the job it knows; not knowing it (it restarted), it reads
+        libvirt and watches a job already running, or answers ``gone`` when the guest
+        has left this host, or ``completed`` when libvirt says the job finished. Only
+        a guest that is here with no job gets a (first) ``migrateToURI3``.
+
+        :param spec: MigrationSpec.
+        :returns: MigrationJob.
         :raises MigrationJobFailed: the job did not start or failed at once.
+        :raises HypervisorUnavailable, HypervisorCallFailed: libvirt could not say
+            whether a job runs (nothing is started).
         """
-        with self._lock:
-            job = self._jobs.get(migration_uuid)
+        with self._start_lock:
+            job = self._get(spec.migration_uuid)
             if job is None:
-                job = _Job(migration_uuid, instance_uuid)
-                self._jobs[migration_uuid] = job
-                thread = threading.Thread(
-                    target=self._run, name='migrate-%s' % migration_uuid,
-                    args=(job, dest_uri, migrate_uri, options), daemon=True)
-                thread.start()
-                LOG.info('Migration %(m)s instance %(i)s: started from host %(host)s to '
-                         '%(dest)s (data via %(uri)s)',
-                         {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
-                          'dest': dest_uri, 'uri': migrate_uri})
+                job = self._start_or_find(spec)
         deadline = time.monotonic() + self._start_timeout
         while not job.done.is_set() and time.monotonic() < deadline:
-            stats = self._driver.get_job_stats(instance_uuid)
-            if stats and stats['type'] in _LIBVIRT_ACTIVE:
+            stats = self._driver.get_job_stats(job.instance_uuid)
+            if stats and stats['type'] in fields.JobType.ACTIVE:
                 break
-            job.done.wait(0.05)
-        status = self.status(migration_uuid, instance_uuid)
-        if status['state'] == FAILED:
-            raise exception.MigrationJobFailed(instance_uuid=instance_uuid, host=self.host,
-                                               reason=status['error'])
+            job.done.wait(_START_POLL)
+        status = self.status(spec.migration_uuid, spec.instance_uuid)
+        if status.state == JobState.FAILED:
+            raise exception.MigrationJobFailed(instance_uuid=spec.instance_uuid,
+                                               host=self.host, reason=status.error)
         return status
 
-    def _run(self, job, dest_uri, migrate_uri, options):
+    def _start_or_find(self, spec):
+        """The job of ``spec``: found running or ended in libvirt, or started now."""
+        ids = {'m': spec.migration_uuid, 'i': spec.instance_uuid, 'host': self.host}
+        stats = self._driver.get_job_stats(spec.instance_uuid)
+        if stats is None:
+            LOG.warning('Migration %(m)s instance %(i)s: not starting it: the guest is '
+                        'not on host %(host)s (it may have left already)', ids)
+            return self._record(_Job(spec.migration_uuid, spec.instance_uuid,
+                                     spec.report_interval, adopted=True,
+                                     state=JobState.GONE))
+        if stats['type'] in fields.JobType.ACTIVE:
+            LOG.warning('Migration %(m)s instance %(i)s: its job already runs in libvirt '
+                        'on host %(host)s (this agent restarted): watching it, not '
+                        'starting another', ids)
+            return self._adopted(spec.migration_uuid, spec.instance_uuid,
+                                 spec.report_interval)
+        if stats['type'] == fields.JobType.COMPLETED:
+            LOG.warning('Migration %(m)s instance %(i)s: libvirt on host %(host)s says '
+                        'its job completed already: not starting another', ids)
+            return self._record(_Job(spec.migration_uuid, spec.instance_uuid,
+                                     spec.report_interval, adopted=True,
+                                     state=JobState.COMPLETED))
+        job = self._record(_Job(spec.migration_uuid, spec.instance_uuid,
+                                spec.report_interval))
+        thread = threading.Thread(target=self._run, args=(job, spec), daemon=True,
+                                  name='migrate-%s' % spec.migration_uuid)
+        thread.start()
+        self._watch(job)
+        LOG.info('Migration %(m)s instance %(i)s: started from host %(host)s to %(dest)s '
+                 '(%(uri)s, data via %(data)s)',
+                 dict(ids, dest=spec.dest_host, uri=spec.dest_uri,
+                      data=spec.migrate_uri))
+        return job
+
+    def _record(self, job):
+        with self._lock:
+            self._jobs[job.migration_uuid] = job
+        return job
+
+    def _get(self, migration_uuid):
+        with self._lock:
+            return self._jobs.get(migration_uuid)
+
+    def _adopted(self, migration_uuid, instance_uuid, report_interval):
+        job = self._record(_Job(migration_uuid, instance_uuid, report_interval,
+                                adopted=True))
+        self._watch(job)
+        return job
+
+    def _watch(self, job):
+        migration_monitor.JobMonitor(self, job).start()
+
+    def _run(self, job, spec):
         try:
-            self._driver.live_migrate(job.instance_uuid, dest_uri, migrate_uri, options)
+            self._driver.live_migrate(job.instance_uuid, spec.dest_uri, spec.migrate_uri,
+                                      spec.options.to_driver())
         except exception.MigrationJobCancelled as exc:
-            job.state, job.error = CANCELLED, str(exc)
+            self.job_ended(job, JobState.CANCELLED, str(exc))
         except Exception as exc:  # the job's outcome, reported to the conductor
-            job.state, job.error = FAILED, str(exc)
+            self.job_ended(job, JobState.FAILED, str(exc))
         else:
-            job.state = COMPLETED
+            self.job_ended(job, JobState.COMPLETED)
+
+    # --- the job's end and its reports ----------------------------------------------------
+
+    def job_ended(self, job, state, error=None):
+        """Record how ``job`` ended and tell the conductor at once (job threads)."""
+        if job.done.is_set():
+            return
+        job.state, job.error = state, error
+        job.done.set()
         LOG.info('Migration %(m)s instance %(i)s: job on host %(host)s ended: %(state)s'
                  '%(error)s', {'m': job.migration_uuid, 'i': job.instance_uuid,
-                               'host': self.host, 'state': job.state,
-                               'error': ' (%s)' % job.error if job.error else ''})
-        job.done.set()
-        if self._on_end is not None:
-            try:
-                self._on_end(job.migration_uuid, job.instance_uuid, job.state)
-            except Exception:  # the conductor also polls: a lost notice only delays
-                LOG.exception('Migration %s instance %s: could not report the end of '
-                              'the job', job.migration_uuid, job.instance_uuid)
+                               'host': self.host, 'state': state,
+                               'error': ' (%s)' % error if error else ''})
+        self._report('ended', self._describe(job, None))
 
-    def status(self, migration_uuid, instance_uuid):
-        """Return ``{'state', 'stats', 'error', 'force_completed'}`` of a migration.
+    def job_progress(self, job, stats):
+        """Report one reading of a running job's statistics (monitor thread)."""
+        self._report('progress', self._describe(job, stats))
 
-        ``state`` is running, completed, failed, cancelled, not-running (no job, the
-        guest is here) or gone (no job, the guest is not here: ask the destination).
+    def _report(self, what, job):
+        if self._reporter is None:
+            return
+        try:
+            getattr(self._reporter, what)(job)
+        except Exception as exc:  # the conductor asks when it hears nothing
+            LOG.warning('Migration %s instance %s: could not report the job\'s %s to the '
+                        'conductor (%s); it will ask', job.migration_uuid,
+                        job.instance_uuid, what, exc)
+
+    def _describe(self, job, stats):
+        return objects.MigrationJob(
+            migration_uuid=job.migration_uuid, instance_uuid=job.instance_uuid,
+            host=self.host, state=job.state,
+            progress=None if not stats else objects.JobProgress.from_stats(stats),
+            error=job.error, force_completed=job.force_completed)
+
+    # --- answers -----------------------------------------------------------------------------
+
+    def status(self, migration_uuid, instance_uuid, report_interval=None):
+        """Return the MigrationJob of a migration, with a fresh reading of libvirt.
+
+        For a migration this agent does not know (it restarted), libvirt alone says:
+        ``running`` (and the job is watched again from now on, reported every
+        ``report_interval`` seconds, when given), ``completed``, ``not-running`` (the
+        guest is here, no job runs) or ``gone`` (the guest is not here: ask the
+        destination).
+
+        :raises HypervisorUnavailable, HypervisorCallFailed: libvirt could not be read
+            for a migration this agent does not know (its state cannot be told).
         """
-        with self._lock:
-            job = self._jobs.get(migration_uuid)
-        stats = self._driver.get_job_stats(instance_uuid)
+        job = self._get(migration_uuid)
         if job is not None:
-            return {'state': job.state, 'stats': stats, 'error': job.error,
-                    'force_completed': job.force_completed}
-        # Not started by this agent process: read the truth from libvirt alone.
+            try:
+                stats = self._driver.get_job_stats(instance_uuid)
+            except exception.MigrationConductorError as exc:
+                LOG.warning('Migration %s instance %s: could not read the job\'s '
+                            'statistics on host %s (%s); answering without them',
+                            migration_uuid, instance_uuid, self.host, exc)
+                stats = None
+            return self._describe(job, stats)
+        stats = self._driver.get_job_stats(instance_uuid)
         if stats is None:
-            return {'state': GONE, 'stats': None, 'error': None, 'force_completed': False}
-        state = RUNNING if stats['type'] in _LIBVIRT_ACTIVE else NOT_RUNNING
-        return {'state': state, 'stats': stats, 'error': None, 'force_completed': False}
+            state = JobState.GONE
+        elif stats['type'] in fields.JobType.ACTIVE:
+            if report_interval:
+                with self._start_lock:
+                    if self._get(migration_uuid) is None:
+                        LOG.info('Migration %s instance %s: its job runs in libvirt on '
+                                 'host %s; watching it again', migration_uuid,
+                                 instance_uuid, self.host)
+                        self._adopted(migration_uuid, instance_uuid, report_interval)
+            state = JobState.RUNNING
+        elif stats['type'] == fields.JobType.COMPLETED:
+            state = JobState.COMPLETED
+        else:
+            state = JobState.NOT_RUNNING
+        return objects.MigrationJob(
+            migration_uuid=migration_uuid, instance_uuid=instance_uuid, host=self.host,
+            state=state,
+            progress=None if stats is None else objects.JobProgress.from_stats(stats))
+
+    def adopt(self, migration_uuid, instance_uuid, report_interval):
+        """Watch again the job of a migration leaving this host, if libvirt runs it.
+
+        Called at registration for the migrations the conductor lists as leaving this
+        host (after a restart). A job not running is left for the conductor to ask
+        about. Returns whether a job is watched.
+        """
+        if self._get(migration_uuid) is not None:
+            return True
+        try:
+            status = self.status(migration_uuid, instance_uuid,
+                                 report_interval=report_interval)
+        except exception.MigrationConductorError as exc:
+            LOG.warning('Migration %s instance %s: could not read libvirt to watch its '
+                        'job again (%s); the conductor will ask', migration_uuid,
+                        instance_uuid, exc)
+            return False
+        return status.state == JobState.RUNNING
 
     def abort(self, migration_uuid, instance_uuid):
         """Ask libvirt to abort the job; return whether a job was running."""
@@ -132,10 +278,9 @@ class MigrationJobs:
     def force_complete(self, migration_uuid, instance_uuid):
         """Pause the guest so that pre-copy converges; the destination resumes it."""
         self._driver.pause_instance(instance_uuid)
-        with self._lock:
-            job = self._jobs.get(migration_uuid)
-            if job is not None:
-                job.force_completed = True
+        job = self._get(migration_uuid)
+        if job is not None:
+            job.force_completed = True
         LOG.info('Migration %(m)s instance %(i)s: paused on host %(host)s to force the '
                  'migration to complete', {'m': migration_uuid, 'i': instance_uuid,
                                            'host': self.host})
@@ -143,3 +288,8 @@ class MigrationJobs:
     def forget(self, migration_uuid):
         with self._lock:
             self._jobs.pop(migration_uuid, None)
+
+    def watched(self):
+        """The migration ids whose job this agent watches now."""
+        with self._lock:
+            return sorted(m for m, job in self._jobs.items() if not job.done.is_set())

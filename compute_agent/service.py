@@ -2,10 +2,20 @@
 
 Start-up order: connect to the hypervisor (fail fast with the URI in the message), start
 the RPC server on ``[agent] topic`` with this host's name as server, register with the
-conductor (a call, retried until the conductor answers), restore the claims the conductor
-says this host holds (a call), then report every ``[agent] heartbeat_interval`` seconds
-(casts) from a futurist periodic worker thread, which also compares the claims held
-with the conductor's list every ``[agent] claims_reconcile_interval`` seconds.
+conductor (a call, retried until the conductor answers), ask the conductor which
+migrations concern this host (a call): restore the claims of those coming here and
+watch again the jobs of those leaving (a job found running in libvirt after a restart
+is reported again by this agent's monitor), then report every ``[agent]
+heartbeat_interval`` seconds (casts) from a futurist periodic worker thread, which also
+compares the claims held with the conductor's list every ``[agent]
+claims_reconcile_interval`` seconds.
+
+The agent calls the conductor with a service context (role ``service``, not admin):
+the conductor's policy lets it report, and refuses it every operator method.
+
+Reports of running jobs (:class:`JobReporter`) are casts sent without retrying: one that
+is lost (the broker restarting) is followed by the next one, and the conductor asks the
+agent when it hears nothing for too long.
 
 NOTE: the claims cannot be restored before the RPC server starts: the agent registers
 (and so is known to answer) only once it serves. Between the server's start and the
@@ -44,9 +54,10 @@ class AgentService:
         self.host = host
         self.driver = driver
         self._conductor = conductor_rpcapi.ConductorAPI(conf, 'agent:%s' % host)
+        self._context = mc_context.get_service_context()
+        self.reporter = JobReporter(self._conductor, self._context)
         self.manager = agent_manager.AgentManager(host, driver, conf,
-                                                  on_job_end=self._job_ended)
-        self._context = mc_context.get_admin_context(roles=['service'])
+                                                  reporter=self.reporter)
         self._server = None
         self._worker = None
         self._worker_thread = None
@@ -89,43 +100,54 @@ class AgentService:
                 continue
             LOG.info('Host %s registered with the conductor (enabled=%s)',
                      self.host, recorded.enabled)
-            self._restore_claims()
+            self._take_over_migrations()
             self.registered.set()
             return
 
-    def _list_claims(self):
-        return self._conductor.list_host_claims(self._context, self.host,
-                                                timeout=_REGISTER_CALL_TIMEOUT)
+    def _host_migrations(self):
+        return self._conductor.get_host_migrations(self._context, self.host,
+                                                   timeout=_REGISTER_CALL_TIMEOUT)
 
     def reconcile_claims(self):
         """Drop the claims the conductor no longer lists (see ResourceTracker)."""
         asked_at = time.monotonic()
         try:
-            listed = self._list_claims()
+            listed = self._host_migrations().claims
         except (messaging.MessagingException,
                 exception.MigrationConductorError) as exc:
             LOG.warning('Host %s: could not list its claims to compare them (%s); '
                         'trying again later', self.host, exc)
             return []
-        return self.manager.tracker.reconcile(listed, asked_at)
+        return self.manager.tracker.reconcile([c.legacy() for c in listed], asked_at)
 
-    def _restore_claims(self):
-        """Hold again the claims of migrations towards this host (after a restart).
+    def _take_over_migrations(self):
+        """After a (re)start: hold again the claims of migrations towards this host and
+        watch again the jobs of migrations leaving it.
 
         A conductor that cannot list them (older than 1.3, or not answering) does not
-        stop the agent: it starts with no claims, and says so.
+        stop the agent: it starts with no claims, and says so; the jobs it does not
+        watch are reported when the conductor asks.
         """
         try:
-            claims = self._list_claims()
+            known = self._host_migrations()
         except (messaging.MessagingException,
                 exception.MigrationConductorError) as exc:
-            LOG.warning('Host %s: could not list the claims it held before it started '
-                        '(%s); serving with none, so claims of migrations already in '
+            LOG.warning('Host %s: could not list the migrations in flight from or to it '
+                        '(%s); serving with no claim, so claims of migrations already in '
                         'flight towards it are not counted', self.host, exc)
-            claims = []
+            known = None
+        claims = [] if known is None else [c.legacy() for c in known.claims]
         restored = self.manager.tracker.restore(claims)
         LOG.info('Host %s: %d claim(s) of migrations in flight restored',
                  self.host, len(restored))
+        if known is None:
+            return
+        for job in known.outgoing:
+            if self.manager.jobs.adopt(job.migration_uuid, job.instance_uuid,
+                                       known.report_interval):
+                LOG.info('Migration %s instance %s: its job still runs on host %s; '
+                         'reporting it again', job.migration_uuid, job.instance_uuid,
+                         self.host)
 
     def _start_heartbeats(self):
         interval = self._conf.agent.heartbeat_interval
@@ -146,11 +168,6 @@ class AgentService:
             target=self._worker.start, name='heartbeat-%s' % self.host, daemon=True)
         self._worker_thread.start()
 
-    def _job_ended(self, migration_uuid, instance_uuid, state):
-        """Tell the conductor at once that a migration job ended (a cast)."""
-        self._conductor.migration_job_ended(self._context, migration_uuid,
-                                            instance_uuid, state)
-
     def report_now(self):
         """Send one heartbeat now; failures are logged, the next one will retry."""
         try:
@@ -170,3 +187,22 @@ class AgentService:
             self._server.wait()
         self.driver.cleanup()
         LOG.info('Agent of host %s stopped', self.host)
+
+
+class JobReporter:
+    """Sends the job monitors' reports to the conductor (casts, no retries).
+
+    Called from the job and monitor threads of :mod:`compute_agent.migration_jobs`.
+    """
+
+    def __init__(self, conductor, context):
+        self._conductor = conductor
+        self._context = context
+
+    def progress(self, job):
+        """One reading of a running job (``migration_progress``)."""
+        self._conductor.migration_progress(self._context, job)
+
+    def ended(self, job):
+        """The job's end, the moment it happens (``migration_job_ended``)."""
+        self._conductor.migration_job_ended(self._context, job)

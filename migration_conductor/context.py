@@ -27,3 +27,11 @@ def get_admin_context(**kwargs):
     kwargs.setdefault('is_admin', True)
     kwargs.setdefault('overwrite', False)
     return RequestContext(**kwargs)
+
+
+def get_service_context(**kwargs):
+    """Return a context with the ``service`` role and no admin rights (agents)."""
+    kwargs.setdefault('roles', ['service'])
+    kwargs.setdefault('is_admin', False)
+    kwargs.setdefault('overwrite', False)
+    return RequestContext(**kwargs)

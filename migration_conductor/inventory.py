@@ -9,7 +9,9 @@ with the database:
 * every reported domain becomes (or updates) the Instance of the same UUID, on this host;
 * an instance recorded on this host but no longer reported is marked ``missing``.
 
-It also tells a (re)started agent which claims it must hold: :func:`claims_for_host`.
+It also tells a (re)started agent which claims it must hold and which outgoing jobs it
+must watch again: :func:`host_migrations` (and :func:`claims_for_host` for agents of
+RPC 1.3).
 
 An instance owned by a migration (``task_state`` set) is left alone: during a live
 migration both hosts report the domain, and only the migration flow may move it.
@@ -98,6 +100,29 @@ def claims_for_host(context, host):
                        'memory_mb': row['instance_memory_mb'],
                        'vcpus': row['instance_vcpus']})
     return claims
+
+
+# The statuses in which a migration's job may run on its source.
+_JOB_MAY_RUN_STATES = (states.RUNNING, states.RUNNING_POSTCOPY, states.CANCELLING)
+
+
+def host_migrations(context, host, report_interval):
+    """What the agent of ``host`` must hold and watch after it (re)started.
+
+    :returns: HostMigrations: the claims of migrations towards ``host`` (as
+        :func:`claims_for_host`) and the migrations leaving it whose job may run.
+    """
+    claims = objects.ResourceClaimList(objects=[
+        objects.ResourceClaim.from_legacy(claim, host=host)
+        for claim in claims_for_host(context, host)])
+    outgoing = objects.MigrationJobList(objects=[
+        objects.MigrationJob(migration_uuid=row['uuid'],
+                             instance_uuid=row['instance_uuid'], host=host,
+                             state=fields.JobState.RUNNING)
+        for row in db_api.migration_list(context, status=list(_JOB_MAY_RUN_STATES))
+        if row['source_host'] == host])
+    return objects.HostMigrations(host=host, claims=claims, outgoing=outgoing,
+                                  report_interval=report_interval)
 
 
 def _record_instance(context, host_name, instance, service_down_time):

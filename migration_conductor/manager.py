@@ -28,11 +28,22 @@ class ConductorManager:
 
     target = messaging.Target(version=rpcapi.RPC_API_VERSION)
 
-    def __init__(self, conf, migrations):
-        """:param migrations: the MigrationAPI that accepts and drives migrations."""
+    def __init__(self, conf, migrations, job_reports):
+        """:param migrations: the MigrationAPI that accepts and drives migrations.
+        :param job_reports: the JobReports that record what source agents report.
+        """
         self._conf = conf
         self._policy = policy.Enforcer(conf)
         self._migrations = migrations
+        self._job_reports = job_reports
+
+    def ping(self, context):
+        """(1.4) Whether a conductor serves the topic (migctl asks before it calls).
+
+        NOTE: no policy check: the answer (this conductor's host name and API version)
+        tells a caller nothing a message on the topic could not.
+        """
+        return {'host': self._conf.host, 'version': rpcapi.RPC_API_VERSION}
 
     @property
     def _down_time(self):
@@ -61,9 +72,22 @@ class ConductorManager:
 
     @expected
     def list_host_claims(self, context, host):
-        """(1.3) The claims an agent must hold, e.g. after it restarted."""
+        """(1.3) The claims an agent must hold, e.g. after it restarted (dicts)."""
         self._policy.authorize(context, 'migration_conductor:host:report')
         return inventory.claims_for_host(context, host)
+
+    @expected
+    def get_host_migrations(self, context, host):
+        """(1.4) The claims a (re)started agent holds and the jobs it watches again."""
+        self._policy.authorize(context, 'migration_conductor:host:report')
+        return inventory.host_migrations(context, host,
+                                         self._conf.conductor.monitor_interval)
+
+    @expected
+    def migration_progress(self, context, job):
+        """(1.4) A source agent's progress reading of a running job."""
+        self._policy.authorize(context, 'migration_conductor:host:report')
+        self._job_reports.progress(job)
 
     # --- operators and nova-api ------------------------------------------------------------
 
@@ -124,8 +148,11 @@ class ConductorManager:
         return self._migrations.force_complete(context, migration_uuid)
 
     @expected
-    def migration_job_ended(self, context, migration_uuid, instance_uuid, state):
+    def migration_job_ended(self, context, migration_uuid, instance_uuid, state,
+                            job=None):
+        """(1.2) A source agent's notice that a job ended; 1.4 sends the MigrationJob."""
         self._policy.authorize(context, 'migration_conductor:host:report')
-        LOG.debug('Migration %s instance %s: the source reports its job %s',
-                  migration_uuid, instance_uuid, state)
-        self._migrations.job_ended(migration_uuid)
+        if job is None:
+            self._job_reports.ended_legacy(migration_uuid, instance_uuid, state)
+        else:
+            self._job_reports.ended(job)

@@ -9,27 +9,53 @@ number; a test checks they agree):
   abort_migration, force_complete_migration.
 * 1.2 - migration_job_ended: agents say at once that a job ended.
 * 1.3 - list_host_claims: a restarted agent learns the claims it must hold.
+* 1.4 - The job monitor runs in the source agent: migration_progress (its reports),
+  migration_job_ended takes the MigrationJob; get_host_migrations (the claims a
+  restarted agent holds and the jobs it watches again, as objects); ping.
 
 Every method ``prepare()``s the lowest version that carries it, so a newer client can
-talk to an older conductor as long as it does not need a newer method.
+talk to an older conductor as long as it does not need a newer method; the version cap
+is ``[upgrade_levels] conductor`` when set (a conductor of the previous release still
+runs), and then the methods that need 1.4 fall back to what 1.3 offers.
 """
 
 import oslo_messaging as messaging
 
+from migration_conductor import exception
+from migration_conductor import objects
 from migration_conductor import rpc
 
-RPC_API_VERSION = '1.3'
+RPC_API_VERSION = '1.4'
+# Seconds between two reports of a job watched again, when the conductor is too old to
+# say (RPC 1.3).
+_LEGACY_REPORT_INTERVAL = 1.0
 
 
 class ConductorAPI:
     """Calls and casts to the conductor topic (``[conductor] topic``)."""
 
     def __init__(self, conf, sender, timeout=None):
-        """:param sender: who calls, e.g. ``agent:<host>`` or ``migctl``."""
+        """:param sender: who calls, e.g. ``agent:<host>`` or ``migctl``.
+        :raises ConfigurationError: ``[upgrade_levels] conductor`` is not a version.
+        """
         self._conf = conf
+        cap = conf.upgrade_levels.conductor or RPC_API_VERSION
+        parts = cap.split('.')
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise exception.ConfigurationError(
+                setting='[upgrade_levels] conductor',
+                reason='%r is not an RPC API version such as 1.3' % cap)
         target = messaging.Target(topic=conf.conductor.topic, version=RPC_API_VERSION)
-        self.client = rpc.get_client(conf, target, sender, version_cap=RPC_API_VERSION,
+        self.client = rpc.get_client(conf, target, sender, version_cap=cap,
                                      timeout=timeout)
+
+    def can_send_version(self, version):
+        return self.client.prepare().can_send_version(version)
+
+    def ping(self, context, timeout=None):
+        """Whether a conductor serves the topic: ``{'host', 'version'}`` (call)."""
+        cctxt = self.client.prepare(version='1.4', timeout=timeout)
+        return cctxt.call(context, 'ping')
 
     def register_host(self, context, report, timeout=None):
         """Register an agent's host (call); returns the recorded ComputeHost."""
@@ -87,17 +113,49 @@ class ConductorAPI:
         return cctxt.call(context, 'force_complete_migration',
                           migration_uuid=migration_uuid)
 
-    def migration_job_ended(self, context, migration_uuid, instance_uuid, state):
-        """The source agent's notice that a migration job ended (cast)."""
-        cctxt = self.client.prepare(version='1.2')
-        cctxt.cast(context, 'migration_job_ended', migration_uuid=migration_uuid,
-                   instance_uuid=instance_uuid, state=state)
+    # --- what source agents report about their jobs (casts without retries: a lost
+    # report is followed by the next, and the conductor asks when it hears nothing) ---
+
+    def migration_progress(self, context, job):
+        """(1.4) One progress reading of a running job (a MigrationJob); nothing is
+        sent to a conductor older than 1.4 (it asks the agent instead)."""
+        if not self.can_send_version('1.4'):
+            return
+        cctxt = self.client.prepare(version='1.4', retry=0)
+        cctxt.cast(context, 'migration_progress', job=job)
+
+    def migration_job_ended(self, context, job):
+        """The source agent's notice that a migration job ended (a MigrationJob)."""
+        if self.can_send_version('1.4'):
+            cctxt = self.client.prepare(version='1.4', retry=1)
+            cctxt.cast(context, 'migration_job_ended', migration_uuid=job.migration_uuid,
+                       instance_uuid=job.instance_uuid, state=job.state, job=job)
+        else:
+            cctxt = self.client.prepare(version='1.2', retry=1)
+            cctxt.cast(context, 'migration_job_ended', migration_uuid=job.migration_uuid,
+                       instance_uuid=job.instance_uuid, state=job.state)
 
     def list_host_claims(self, context, host, timeout=None):
-        """The claims ``host`` must hold for migrations towards it (call).
+        """(1.3) The claims ``host`` must hold for migrations towards it (call).
 
         :returns: list of dicts ``{'migration_uuid', 'instance_uuid', 'memory_mb',
             'vcpus'}``.
         """
         cctxt = self.client.prepare(version='1.3', timeout=timeout)
         return cctxt.call(context, 'list_host_claims', host=host)
+
+    def get_host_migrations(self, context, host, timeout=None):
+        """The migrations that concern ``host`` after its agent (re)started (call).
+
+        :returns: HostMigrations: the claims to hold, the outgoing jobs to watch again.
+            From a 1.3 conductor: its claims, and no job (it asks the agent itself).
+        """
+        if self.can_send_version('1.4'):
+            cctxt = self.client.prepare(version='1.4', timeout=timeout)
+            return cctxt.call(context, 'get_host_migrations', host=host)
+        claims = self.list_host_claims(context, host, timeout=timeout)
+        return objects.HostMigrations(
+            host=host, claims=objects.ResourceClaimList(objects=[
+                objects.ResourceClaim.from_legacy(claim, host=host) for claim in claims]),
+            outgoing=objects.MigrationJobList(objects=[]),
+            report_interval=_LEGACY_REPORT_INTERVAL)

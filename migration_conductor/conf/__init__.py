@@ -14,10 +14,11 @@ from migration_conductor.conf import database
 from migration_conductor.conf import default
 from migration_conductor.conf import libvirt
 from migration_conductor.conf import simulated
+from migration_conductor.conf import upgrade_levels
 
 CONF = cfg.CONF
 
-_MODULES = (default, conductor, agent, libvirt, simulated, all_in_one)
+_MODULES = (default, conductor, agent, libvirt, simulated, all_in_one, upgrade_levels)
 
 
 def register_opts(conf):

@@ -39,11 +39,11 @@ agent_opts = [
                  help='vCPUs this host may give to guests per physical CPU; claims for '
                       'incoming migrations fail beyond it.'),
     cfg.IntOpt('claims_restore_timeout',
-               default=30, min=1,
+               default=10, min=1,
                help='Seconds a pre-check or claim for an incoming migration waits, after '
                     'this agent started, for the agent to learn from the conductor the '
                     'claims it held before it restarted; past it the request is refused. '
-                    'Keep it below [conductor] rpc_response_timeout.'),
+                    'Keep it below [conductor] precheck_timeout.'),
     cfg.IntOpt('claims_reconcile_interval',
                default=60, min=0,
                help='Seconds between two comparisons of the claims this agent holds with '

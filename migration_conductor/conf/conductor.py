@@ -30,14 +30,46 @@ conductor_opts = [
     cfg.IntOpt('max_outbound_per_host',
                default=2, min=1,
                help='Migrations leaving one host at the same time; more wait in the '
-                    '"queued" status.'),
+                    '"queued" status, first come first served per host. Give every '
+                    'conductor of a deployment the same value.'),
     cfg.IntOpt('max_inbound_per_host',
                default=2, min=1,
                help='Migrations arriving on one host at the same time; more wait in the '
-                    '"queued" status.'),
+                    '"queued" status, first come first served per host. Give every '
+                    'conductor of a deployment the same value.'),
     cfg.FloatOpt('monitor_interval',
                  default=1.0, min=0.05,
-                 help='Seconds between two progress reads of a running migration.'),
+                 help='Seconds between two progress reports of a running migration: the '
+                      'source agent\'s monitor sends one this often, and the conductor '
+                      'records each.'),
+    cfg.FloatOpt('monitor_silence_timeout',
+                 default=10.0, min=0.1,
+                 help='Seconds without any report from the source agent of a running '
+                      'migration after which the conductor asks that agent itself for '
+                      'the job\'s state (a report lost, or the agent restarting). A '
+                      'source that stays silent for [conductor] service_down_time is '
+                      'judged by the destination: the guest runs there (the migration '
+                      'completed), an incoming copy waits there (the job goes on), or '
+                      'nothing is there (the job ended). Never shorter than '
+                      'monitor_interval.'),
+    cfg.IntOpt('precheck_timeout',
+               default=15, min=1,
+               help='Seconds a pre-check call (check source, check destination, claim, '
+                    'prepare) or a roll-back call waits for an agent. A destination that '
+                    'does not answer in time is refused as unavailable and the next '
+                    'candidate is tried. Keep [agent] claims_restore_timeout below it.'),
+    cfg.FloatOpt('queue_poll_interval',
+                 default=2.0, min=0.1,
+                 help='Seconds between two looks of a conductor at the migrations '
+                      'queued for a slot of their hosts (a slot freed by this conductor '
+                      'is given at once; one freed by another conductor is seen at the '
+                      'next look).'),
+    cfg.IntOpt('missing_instance_expiry',
+               default=86400, min=0,
+               help='Seconds after which an instance that its host no longer reports '
+                    '(power state "missing") is forgotten, unless a migration holds it. '
+                    '0 keeps such instances until an operator removes them (migctl '
+                    'instance delete).'),
     cfg.IntOpt('migration_workers',
                default=16, min=1,
                help='Migrations this conductor drives at the same time (threads).'),

@@ -6,8 +6,9 @@ from migration_conductor.conf import conductor
 from migration_conductor.conf import default
 from migration_conductor.conf import libvirt
 from migration_conductor.conf import simulated
+from migration_conductor.conf import upgrade_levels
 
-_MODULES = (default, conductor, agent, libvirt, simulated, all_in_one)
+_MODULES = (default, conductor, agent, libvirt, simulated, all_in_one, upgrade_levels)
 
 
 def list_opts():

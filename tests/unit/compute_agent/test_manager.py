@@ -60,9 +60,10 @@ class Hosts:
         return uuid, self.source.check_source(None, MIGRATION, uuid)
 
     def check(self, disks, block_migration):
+        """The destination's answer, as a dict (copy_disks: target, path, format)."""
         uuid, facts = self.guest(disks)
-        return uuid, self.dest.check_destination(None, MIGRATION, uuid, facts,
-                                                 block_migration)
+        return uuid, answer(self.dest.check_destination(None, MIGRATION, uuid, facts,
+                                                        block_migration))
 
     def refusal(self, disks, block_migration):
         """The StorageIncompatible the destination answers (the endpoint wraps it)."""
@@ -73,6 +74,13 @@ class Hosts:
     def cleanup(self):
         for driver in self.drivers:
             driver.cleanup()
+
+
+def answer(check):
+    """A DestinationCheck as the dict the storage tests compare."""
+    return {'host': check.host, 'block_migration': check.block_migration,
+            'copy_disks': [{'target': d.target, 'path': d.path, 'format': d.format}
+                           for d in check.copy_disks]}
 
 
 def storage_refusal(expected):
@@ -91,7 +99,7 @@ def hosts():
 
 def test_the_source_reports_the_disks_and_their_pools(hosts):
     _uuid, facts = hosts.guest([LOCAL_DISK, {'target': 'vda', 'path': '/x/disk'}])
-    assert facts['disks'] == [
+    assert facts.disks.to_driver() == [
         {'target': 'vda', 'path': '/x/disk', 'format': None, 'pool_uuid': None,
          'allocation': None},
         LOCAL_DISK]
@@ -99,7 +107,7 @@ def test_the_source_reports_the_disks_and_their_pools(hosts):
 
 def test_a_diskless_guest_reports_no_disk(hosts):
     _uuid, facts = hosts.guest(None)
-    assert facts['disks'] == []
+    assert facts.disks.to_driver() == []
 
 
 # --- the decision table: every disk shared (or none) ... ---------------------------------
@@ -238,13 +246,14 @@ def test_the_storage_decision_is_logged_once_with_the_ids(hosts, caplog):
 def test_a_source_that_reports_no_disks_is_not_judged(hosts):
     # An agent of service version 1 as the source: nothing to judge, nothing copied.
     uuid, facts = hosts.guest([LOCAL_DISK])
-    del facts['disks']
-    result = hosts.dest.check_destination(None, MIGRATION, uuid, facts, 'false')
+    facts.disks = None
+    result = answer(hosts.dest.check_destination(None, MIGRATION, uuid, facts, 'false'))
     assert result == {'host': hosts.dest.host, 'block_migration': False,
                       'copy_disks': []}
 
 
 def test_an_old_conductor_gets_the_auto_decision(hosts):
     uuid, facts = hosts.guest([LOCAL_DISK])
-    result = hosts.dest.check_destination(None, MIGRATION, uuid, facts)   # RPC 1.1
+    # RPC 1.1: the source's facts as a dict, no block_migration.
+    result = answer(hosts.dest.check_destination(None, MIGRATION, uuid, facts.legacy()))
     assert result['copy_disks'] == [COPY]
