@@ -128,6 +128,13 @@ class HostUnavailable(DestinationRefused):
     code = 'host_unavailable'
 
 
+class SourceHostUnavailable(MigrationConductorError):
+    """The source host's agent is down or does not answer."""
+
+    msg_fmt = 'Host %(host)s, the source, is %(state)s.'
+    code = 'source_unavailable'
+
+
 class HypervisorTypeMismatch(DestinationRefused):
     msg_fmt = ('Host %(host)s cannot be the destination: its hypervisor type '
                '%(dest_type)s differs from the source\'s %(source_type)s.')
@@ -169,12 +176,49 @@ class MigrationAborted(Conflict):
     code = 'aborted'
 
 
+class MigrationParked(MigrationConductorError):
+    """The flow waits for a slot of its hosts: suspended, to be resumed (not a failure)."""
+
+    msg_fmt = 'Migration %(migration_uuid)s waits for a migration slot of its hosts.'
+    code = 'parked'
+
+
 class ClaimLost(MigrationConductorError):
     """This conductor no longer holds the migration's job on the jobboard."""
 
     msg_fmt = ('Migration %(migration_uuid)s: this conductor lost its claim on the '
                'jobboard; another conductor drives it.')
     code = 'claim_lost'
+
+
+class OwnershipLost(ClaimLost):
+    """The database refused a write of a conductor that no longer drives the flow.
+
+    Raised by :func:`db.api.migration_update` when the migration's ``generation`` is
+    not the one the writer drives: another conductor took the migration over.
+    """
+
+    msg_fmt = ('Migration %(migration_uuid)s is driven by %(owner)s now (generation '
+               '%(actual)s, not %(expected)s): write refused.')
+    code = 'ownership_lost'
+
+
+class SlotsBusy(Conflict):
+    """A host has no free migration slot in that direction right now."""
+
+    msg_fmt = ('Migration %(migration_uuid)s: host %(host)s has no free %(direction)s '
+               'migration slot (%(used)s of %(limit)s taken).')
+    code = 'slots_busy'
+
+
+class ConductorLocked(ConfigurationError):
+    """Another conductor without a jobboard drives this database's migrations."""
+
+    msg_fmt = ('%(setting)s: another conductor without a jobboard already drives the '
+               'migrations of this database (%(holder)s); two would both resume every '
+               'unfinished migration. Stop it, or set [conductor] jobboard_url on '
+               'every conductor to run several.')
+    code = 'conductor_locked'
 
 
 # --- virt driver -----------------------------------------------------------------------

@@ -4,7 +4,12 @@ Accepting a live migration validates the request, locks the instance against a s
 move (a conditional UPDATE of its ``task_state``), creates the Migration in ``accepted``
 and persists its flow, all before answering: oslo.messaging acknowledges a message
 before running it, so only a committed migration may be acknowledged. The flow then runs
-in the conductor's flow runner. Bad input raises a typed error and changes nothing.
+in the conductor's flow runner. Bad input raises a typed error and changes nothing: an
+unknown or ambiguous instance, an unknown destination, and a named destination whose
+agent is known to be down are refused before anything is written.
+
+Instances are named by their UUID (the libvirt domain UUID) or by their name when it is
+unique.
 
 Called from RPC threads: every step is a conditional database write, so concurrent
 requests for the same instance cannot both win.
@@ -16,6 +21,7 @@ from oslo_utils import uuidutils
 
 from db import api as db_api
 from migration_conductor import exception
+from migration_conductor import inventory
 from migration_conductor import objects
 from migration_conductor.flows import runner as flow_runner
 from migration_conductor.objects import fields
@@ -31,43 +37,69 @@ def _check_uuid(value, what):
         raise exception.Invalid(reason='%s %r is not a UUID' % (what, value))
 
 
+def resolve_instance(context, instance):
+    """The row of the instance named ``instance``: its UUID, or its unique name.
+
+    :raises Invalid: empty, or a name that several instances share (their UUIDs are
+        listed).
+    :raises InstanceNotFound: no instance has that UUID or name.
+    """
+    if not instance or not isinstance(instance, str):
+        raise exception.Invalid(reason='an instance UUID or name is required, not %r'
+                                % (instance,))
+    if uuidutils.is_uuid_like(instance):
+        return db_api.instance_get(context, instance)
+    rows = db_api.instance_list(context, name=instance)
+    if not rows:
+        raise exception.InstanceNotFound(instance_uuid=instance)
+    if len(rows) > 1:
+        raise exception.Invalid(
+            reason='%d instances are named %r (%s): name one by its UUID'
+                   % (len(rows), instance, ', '.join(r['uuid'] for r in rows)))
+    return rows[0]
+
+
 class MigrationAPI:
     """Migration requests of one conductor; ``runner`` runs their flows."""
 
-    def __init__(self, conf, runner, agent_api, context, job_events):
+    def __init__(self, conf, runner, agent_api, context, slots=None):
         self._conf = conf
         self._runner = runner
         self._agents = agent_api
         self._context = context
-        self._job_events = job_events
-
-    def job_ended(self, migration_uuid):
-        """Wake the monitor of ``migration_uuid`` if its flow runs in this conductor."""
-        self._job_events.notify(migration_uuid)
+        self._slots = slots
 
     def live_migrate(self, context, instance_uuid, host=None, force=False,
                      block_migration=fields.BlockMigration.AUTO):
         """Accept a live migration; return the Migration (``accepted``).
 
+        :param instance_uuid: the instance's UUID, or its name if unique.
         :raises Invalid, InstanceNotFound, InstanceNotRunning, HostNotFound,
-            DestinationIsSource, InstanceAlreadyMigrating.
+            DestinationIsSource, HostUnavailable, InstanceAlreadyMigrating.
         """
-        _check_uuid(instance_uuid, 'instance')
+        instance = resolve_instance(context, instance_uuid)
+        instance_uuid = instance['uuid']
         if block_migration not in fields.BlockMigration.ALL:
             raise exception.Invalid(reason='block_migration must be one of %s, not %r'
                                     % ('/'.join(fields.BlockMigration.ALL),
                                        block_migration))
         if force and not host:
             raise exception.Invalid(reason='force needs a destination host')
-        instance = db_api.instance_get(context, instance_uuid)
         if instance['power_state'] != fields.PowerState.RUNNING:
             raise exception.InstanceNotRunning(instance_uuid=instance_uuid,
                                                power_state=instance['power_state'],
                                                host=instance['host'])
         if host is not None:
-            db_api.compute_host_get(context, host)
+            dest = inventory.host_from_row(db_api.compute_host_get(context, host),
+                                           self._conf.conductor.service_down_time)
             if host == instance['host']:
                 raise exception.DestinationIsSource(host=host)
+            if not dest.up:
+                # NOTE: even with force: a host whose agent is down cannot take a guest,
+                # and the operator learns it now rather than from a failed migration.
+                raise exception.HostUnavailable(
+                    host=host, state='down (no heartbeat for %d s)'
+                                     % self._conf.conductor.service_down_time)
         migration_uuid = uuidutils.generate_uuid()
         values = {'uuid': migration_uuid, 'instance_uuid': instance_uuid,
                   'migration_type': fields.MigrationType.LIVE,
@@ -83,7 +115,8 @@ class MigrationAPI:
                 raise self._already_migrating(context, instance_uuid)
             row = db_api.migration_create(context, values)
         try:
-            self._runner.create(migration_uuid, flow_runner.store_for(row))
+            self._runner.create(migration_uuid, row['migration_type'],
+                                flow_runner.store_for(row))
         except Exception:
             LOG.exception('Migration %s instance %s: could not persist its flow; '
                           'refusing the request', migration_uuid, instance_uuid)
@@ -108,18 +141,32 @@ class MigrationAPI:
 
     def get(self, context, migration_uuid):
         _check_uuid(migration_uuid, 'migration')
-        return objects.Migration.from_db_row(db_api.migration_get(context, migration_uuid))
+        return self._with_queue_positions(
+            [db_api.migration_get(context, migration_uuid)])[0]
 
     def list(self, context, status=None, host=None, instance_uuid=None, limit=None):
+        """Migrations, newest first; ``instance_uuid`` may be a unique name."""
         if status is not None and status not in states.ALL_STATES:
             raise exception.Invalid(reason='unknown status %r (one of %s)'
                                     % (status, ', '.join(states.ALL_STATES)))
         if instance_uuid is not None:
-            _check_uuid(instance_uuid, 'instance')
+            instance_uuid = resolve_instance(context, instance_uuid)['uuid']
         rows = db_api.migration_list(context, status=status, host=host,
                                      instance_uuid=instance_uuid, limit=limit)
-        return objects.MigrationList(objects=[objects.Migration.from_db_row(r)
-                                              for r in rows])
+        return objects.MigrationList(objects=self._with_queue_positions(rows))
+
+    def _with_queue_positions(self, rows):
+        """Migration objects, each queued one with its place in the queue."""
+        positions = {}
+        if self._slots is not None and any(r['status'] == states.QUEUED for r in rows):
+            positions = self._slots.queue_positions()
+        migrations = []
+        for row in rows:
+            migration = objects.Migration.from_db_row(row)
+            migration.queue_position = positions.get(row['uuid'])
+            migration.obj_reset_changes(['queue_position'])
+            migrations.append(migration)
+        return migrations
 
     def abort(self, context, migration_uuid):
         """Abort a migration before its switch-over; the guest stays on the source.
@@ -148,6 +195,9 @@ class MigrationAPI:
         if migration.status in (states.RUNNING, states.CANCELLING):
             self._agents.abort_migration(self._context, migration.source_host,
                                          migration_uuid, migration.instance_uuid)
+        elif migration.status == states.QUEUED and self._slots is not None:
+            # Its flow is parked: the dispatcher resumes it, and it rolls back.
+            self._slots.wake()
         return self.get(context, migration_uuid)
 
     def force_complete(self, context, migration_uuid):

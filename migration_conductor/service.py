@@ -6,8 +6,12 @@ any other database must already be at the newest schema
 (``migration-conductor-manage db upgrade``), otherwise the service refuses to start with
 a one-line message.
 
-Several conductors may serve the same topic (each is a server of its own host name); the
-database's conditional updates keep them consistent.
+Without a jobboard a conductor drives every migration of its database, so it first
+takes the conductor lock (:mod:`migration_conductor.conductor_lock`): a second one
+refuses to start with one line naming the first. With ``[conductor] jobboard_url``
+several conductors serve the same topic (each a server of its own host name) and share
+the migrations through the jobboard; the database's conditional updates (statuses, the
+owner's generation, the slots) keep them consistent.
 """
 
 import logging
@@ -18,11 +22,14 @@ import oslo_messaging as messaging
 from compute_agent import rpcapi as agent_rpcapi
 from db import api as db_api
 from db import migration as db_migration
+from migration_conductor import conductor_lock
 from migration_conductor import context as mc_context
 from migration_conductor import exception
+from migration_conductor import job_reports
 from migration_conductor import manager as conductor_manager
 from migration_conductor import migration_api
 from migration_conductor import rpc
+from migration_conductor import slots as migration_slots
 from migration_conductor.flows import persistence as flow_persistence
 from migration_conductor.flows import runner as flow_runner
 from migration_conductor.flows.tasks import base as task_base
@@ -64,23 +71,47 @@ class ConductorService:
         self._conf = conf
         self.runner = None
         self.manager = None
+        self.slots = None
         self._server = None
+        self._lock = None
 
     def start(self):
+        """Check the database, take the conductor lock (no jobboard), serve, resume.
+
+        :raises ConfigurationError: the database is not usable, or (ConductorLocked)
+            another conductor without a jobboard drives it.
+        """
         prepare_database(self._conf)
-        context = mc_context.get_admin_context()
-        agents = agent_rpcapi.AgentAPI(self._conf)
-        job_events = task_base.JobEvents()
+        context = mc_context.get_service_context()
+        if not self._conf.conductor.jobboard_url:
+            self._lock = conductor_lock.ConductorLock(
+                self._conf.database.connection,
+                conductor_lock.holder_name(self._conf), context)
+            self._lock.acquire()
+        try:
+            self._start(context)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, context):
+        agents = agent_rpcapi.AgentAPI(
+            self._conf, service_version_of=lambda host: _service_version(context, host))
+        events = job_reports.JobEvents()
+        self.slots = migration_slots.SlotQueue(self._conf, context)
         self.runner = flow_runner.FlowRunner(
-            self._conf, task_base.Services(self._conf, agents, context, job_events))
+            self._conf, task_base.Services(self._conf, agents, context, events,
+                                           slots=self.slots))
         self.manager = conductor_manager.ConductorManager(
             self._conf, migration_api.MigrationAPI(self._conf, self.runner, agents,
-                                                   context, job_events))
+                                                   context, self.slots),
+            job_reports.JobReports(context, events))
         target = messaging.Target(topic=self._conf.conductor.topic, server=self._conf.host)
         self._server = rpc.get_server(self._conf, target, [self.manager])
         self._server.start()
         LOG.info('Conductor serving on topic %s (transport %s)',
                  self._conf.conductor.topic, rpc.mask_url(self._conf.transport_url))
+        self.slots.start()
         resumed = self.runner.resume_unfinished()
         if resumed:
             LOG.info('Resumed %d unfinished migration(s): %s', len(resumed),
@@ -91,6 +122,19 @@ class ConductorService:
             self._server.stop()
             self._server.wait()
             self._server = None
+        if self.slots is not None:
+            self.slots.stop()
         if self.runner is not None:
             self.runner.stop()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         LOG.info('Conductor stopped')
+
+
+def _service_version(context, host):
+    """The service version the agent of ``host`` last reported (None: unknown)."""
+    try:
+        return db_api.compute_host_get(context, host)['service_version']
+    except exception.HostNotFound:
+        return None

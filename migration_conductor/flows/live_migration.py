@@ -1,18 +1,26 @@
-"""The live-migration flow: one task per step of the sequence in DESIGN.md.
+"""The live-migration flow: the sequence of DESIGN.md, one task per step, in order.
 
-    MarkMigrationFailedOnRevert      (on revert: failed/cancelled + reason, unlock)
-    SelectDestinations               scheduling       -> candidates
-    CheckSourceHost                  pre-checking     -> source_facts
-    TryCandidates: each candidate in turn (at most max_placement_attempts):
-        CheckDestinationHost         pre-checking
-        ClaimResourcesOnDestination  claiming         (revert: release the claim)
-    PrepareDestination               preparing        (revert: remove incoming copy)
-    WaitForMigrationSlot             queued if the hosts are busy
-    StartMigrationOnSource           running          (revert: abort the job)
-    MonitorMigration                 running          (progress every monitor_interval)
-    FinishOnDestination              completing       (never raises)
-    CleanupSource                                     (never raises)
-    MarkMigrationCompleted           completed        (instance moved in the DB)
+Read top to bottom, :func:`get_live_migration_flow` is that sequence:
+
+ 1. accept (before the flow: :mod:`migration_conductor.migration_api`), then
+    ``MarkMigrationFailedOnRevert``: first task, whose only job is, on revert, to end
+    the migration ``failed`` or ``cancelled`` with its reason and unlock the instance;
+ 2. place: ``SelectDestinations`` (scheduler, admin-named or forced host);
+ 3. check the source: ``CheckSourceHost`` (its facts: guest, CPU, disks);
+ 4. check the destination and 5. claim on it: ``CheckDestinationHost`` then
+    ``ClaimResourcesOnDestination``, for each candidate in turn (``TryCandidates``,
+    bounded), a refusal at either sending the flow to the next candidate;
+ 6. prepare the destination: ``PrepareDestination`` (its incoming address);
+    then wait for a slot on both hosts: ``AcquireMigrationSlots`` (first come, first
+    served per host; a migration that must wait is ``queued`` and its flow is parked:
+    it holds no thread until a slot is given, see :mod:`migration_conductor.slots`);
+ 7. start on the source: ``StartMigrationOnSource`` (returns once libvirt runs the job);
+ 8. monitor: ``MonitorMigration`` (the source agent watches the job and reports;
+    this task records nothing itself unless the source falls silent), then
+    ``ReleaseMigrationSlots``;
+ 9. finish: ``FinishOnDestination``, ``CleanupSource``, ``MarkMigrationCompleted``;
+10. roll back: every task's revert, in reverse order, before the switch-over; after it
+    nothing is undone (the finishing tasks never raise, they record ``error``).
 
 The flow is rebuilt by :func:`get_live_migration_flow` whenever a conductor runs or
 resumes it; its state lives in taskflow's persistence tables.
@@ -23,18 +31,21 @@ from taskflow import retry
 
 from migration_conductor import exception
 from migration_conductor.flows import constants as c
+from migration_conductor.flows import registry
 from migration_conductor.flows.tasks import agent_tasks
 from migration_conductor.flows.tasks import database_tasks
 from migration_conductor.flows.tasks import placement_tasks
+from migration_conductor.flows.tasks import slot_tasks
+from migration_conductor.objects import fields
 
 FLOW_NAME = 'live-migration'
 
 _TASKS = (placement_tasks.SelectDestinations, agent_tasks.CheckSourceHost,
           agent_tasks.CheckDestinationHost, agent_tasks.ClaimResourcesOnDestination,
-          agent_tasks.PrepareDestination, database_tasks.WaitForMigrationSlot,
+          agent_tasks.PrepareDestination, slot_tasks.AcquireMigrationSlots,
           agent_tasks.StartMigrationOnSource, agent_tasks.MonitorMigration,
-          agent_tasks.FinishOnDestination, agent_tasks.CleanupSource,
-          database_tasks.MarkMigrationCompleted)
+          slot_tasks.ReleaseMigrationSlots, agent_tasks.FinishOnDestination,
+          agent_tasks.CleanupSource, database_tasks.MarkMigrationCompleted)
 database_tasks.PHASES.update({task.__name__: task.phase for task in _TASKS})
 
 
@@ -67,11 +78,15 @@ def get_live_migration_flow(services):
     placement.add(agent_tasks.CheckDestinationHost(services),
                   agent_tasks.ClaimResourcesOnDestination(services))
     flow.add(placement)
-    flow.add(agent_tasks.PrepareDestination(services),
-             database_tasks.WaitForMigrationSlot(services),
-             agent_tasks.StartMigrationOnSource(services),
+    flow.add(agent_tasks.PrepareDestination(services))
+    flow.add(slot_tasks.get_wait_for_slots_flow(services))
+    flow.add(agent_tasks.StartMigrationOnSource(services),
              agent_tasks.MonitorMigration(services),
+             slot_tasks.ReleaseMigrationSlots(services),
              agent_tasks.FinishOnDestination(services),
              agent_tasks.CleanupSource(services),
              database_tasks.MarkMigrationCompleted(services))
     return flow
+
+
+registry.register(fields.MigrationType.LIVE, FLOW_NAME, get_live_migration_flow)

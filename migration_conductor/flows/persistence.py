@@ -118,11 +118,17 @@ class SharedConnectionBackend(impl_sqlalchemy.SQLAlchemyBackend):
     """
 
     def __init__(self, connection_url):
-        # NOTE: every operation of the connection is a whole transaction (engine.begin),
+        # NOTE: every write of the connection is a whole transaction (engine.begin),
         # committed or rolled back before the connection goes back to the pool, so the
-        # pool's own ROLLBACK at check-in would only cost a round trip per save.
-        super().__init__({'connection': connection_url,
-                          'engine_args': {'pool_reset_on_return': None}})
+        # pool's own ROLLBACK at check-in would only cost a round trip per save. But
+        # taskflow's reads (get_logbook) run on engine.connect() and leave their
+        # transaction to the pool's reset: on SQLite, where one open transaction keeps
+        # every writer out, a read without it blocked the next save of another flow
+        # (a parked flow resumed), so the reset stays there.
+        engine_args = {}
+        if not connection_url.startswith('sqlite'):
+            engine_args['pool_reset_on_return'] = None
+        super().__init__({'connection': connection_url, 'engine_args': engine_args})
         self._shared = None
         self._shared_lock = threading.Lock()
 

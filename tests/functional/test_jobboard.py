@@ -137,7 +137,7 @@ def test_a_claim_held_elsewhere_is_not_taken(cloud):
     other = jobboard.MigrationJobs(cloud.conf, runner._backend, 'conductor-b')
     try:
         book_uuid = str(uuid.uuid4())
-        runner.create(book_uuid, {'migration_uuid': book_uuid})
+        runner.create(book_uuid, 'live', {'migration_uuid': book_uuid})
         posted = runner._created.pop(book_uuid)[1]
         assert other.claim(book_uuid, posted) is not None
         assert runner.run(book_uuid) is None            # held by conductor-b
@@ -179,8 +179,8 @@ def test_a_conductor_that_loses_its_claim_mid_migration_stops_without_a_trace(
         assert live.where(cloud, uuid_) == {'sim-1': 'running', 'sim-2': 'paused'}
         # Saved as it was while the job ran: no failure, no revert, the monitor to do.
         flow_state, atoms = _flow_states(cloud, migration_uuid)
-        to_do = {'MonitorMigration', 'FinishOnDestination', 'CleanupSource',
-                 'MarkMigrationCompleted'}
+        to_do = {'MonitorMigration', 'ReleaseMigrationSlots', 'FinishOnDestination',
+                 'CleanupSource', 'MarkMigrationCompleted'}
         assert flow_state == 'RUNNING'
         assert {n: s for n, s in atoms.items() if n in to_do} == dict.fromkeys(
             to_do, 'PENDING')
@@ -204,7 +204,7 @@ def test_a_claim_that_cannot_be_renewed_counts_as_held_until_it_expired(cloud,
     jobs = jobboard.MigrationJobs(cloud.conf, _runner(cloud)._backend, 'conductor-c')
     try:
         book_uuid = str(uuid.uuid4())
-        _runner(cloud).create(book_uuid, {'migration_uuid': book_uuid})
+        _runner(cloud).create(book_uuid, 'live', {'migration_uuid': book_uuid})
         assert jobs.claim(book_uuid, _runner(cloud)._created.pop(book_uuid)[1])
 
         def unreachable(job):

@@ -26,6 +26,7 @@ from migration_conductor.flows import persistence as flow_persistence
 from migration_conductor.flows.tasks import agent_tasks
 from migration_conductor.flows.tasks import database_tasks
 from migration_conductor.flows.tasks import placement_tasks
+from migration_conductor.flows.tasks import slot_tasks
 from tests import db_fixtures
 from tests.functional import conftest
 
@@ -314,7 +315,7 @@ PRE_SWITCHOVER_TASKS = [
     (agent_tasks.CheckDestinationHost, 'check-destination'),
     (agent_tasks.ClaimResourcesOnDestination, 'claim'),
     (agent_tasks.PrepareDestination, 'prepare'),
-    (database_tasks.WaitForMigrationSlot, 'start'),
+    (slot_tasks.AcquireMigrationSlots, 'start'),
     (agent_tasks.StartMigrationOnSource, 'start'),
     (agent_tasks.MonitorMigration, 'monitor'),
 ]
@@ -355,7 +356,7 @@ def test_job_that_completes_before_the_rollback_is_recorded_truthfully(cloud,
     def start_then_fail(self, migration_uuid, instance_uuid, *args, **kwargs):
         original(self, migration_uuid, instance_uuid, *args, **kwargs)
         while self.services.agents.get_migration_job(
-                self.context, 'sim-1', migration_uuid, instance_uuid)['state'] == 'running':
+                self.context, 'sim-1', migration_uuid, instance_uuid).state == 'running':
             time.sleep(0.01)
         raise exception.MigrationConductorError('injected failure after the job')
 
@@ -425,7 +426,8 @@ def _snapshot(cloud):
 
 
 @pytest.mark.parametrize('kwargs,error', [
-    ({'instance_uuid': 'not-a-uuid'}, exception.Invalid),
+    ({'instance_uuid': ''}, exception.Invalid),
+    ({'instance_uuid': 'no-such-name'}, exception.InstanceNotFound),
     ({'instance_uuid': '00000000-0000-4000-8000-000000000000'}, exception.InstanceNotFound),
     ({'host': 'no-such-host'}, exception.HostNotFound),
     ({'host': 'sim-1'}, exception.DestinationIsSource),

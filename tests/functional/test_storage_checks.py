@@ -138,11 +138,11 @@ def test_a_guest_on_a_local_pool_is_copied_and_its_original_deleted(cloud, monke
     manager_class = type(cloud.agents['sim-1'].manager)
     original_start = manager_class.start_migration
 
-    def record_start(self, context, migration_uuid, instance_uuid, dest_uri,
-                     migrate_uri, options):
-        started.append((options['block_migration'], options['migrate_disks']))
-        return original_start(self, context, migration_uuid, instance_uuid, dest_uri,
-                              migrate_uri, options)
+    def record_start(self, context, migration_uuid, instance_uuid, *args, spec=None,
+                     **kwargs):
+        started.append((spec.options.block_migration, spec.options.migrate_disks))
+        return original_start(self, context, migration_uuid, instance_uuid, *args,
+                              spec=spec, **kwargs)
     monkeypatch.setattr(manager_class, 'start_migration', record_start)
 
     migration = migrate(cloud, uuid, block_migration)
@@ -253,14 +253,16 @@ def test_the_destination_decision_reaches_the_job_on_the_source(cloud, monkeypat
 
     @functools.wraps(original_check)
     def check_says_copy(self, *args, **kwargs):
-        return dict(original_check(self, *args, **kwargs), block_migration=True)
+        check = original_check(self, *args, **kwargs)
+        check.block_migration = True
+        return check
 
     @functools.wraps(original_start)
-    def record_start(self, context, migration_uuid, instance_uuid, dest_uri,
-                     migrate_uri, options):
-        started.append(options['block_migration'])
-        return original_start(self, context, migration_uuid, instance_uuid, dest_uri,
-                              migrate_uri, options)
+    def record_start(self, context, migration_uuid, instance_uuid, *args, spec=None,
+                     **kwargs):
+        started.append(spec.options.block_migration)
+        return original_start(self, context, migration_uuid, instance_uuid, *args,
+                              spec=spec, **kwargs)
 
     monkeypatch.setattr(manager_class, 'check_destination', check_says_copy)
     monkeypatch.setattr(manager_class, 'start_migration', record_start)

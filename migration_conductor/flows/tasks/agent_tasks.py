@@ -4,32 +4,49 @@ Every call is idempotent on the agent's side (keyed by the migration id), so a r
 flow may repeat the call of a task that was running when its conductor died. Reverts
 undo what their task did, log, and never raise.
 
+What crosses the agent RPC is a versioned object (see :mod:`compute_agent.rpcapi`);
+a task stores the objects it returns as their primitives in the flow, and the tasks
+after it read them back with :func:`~.base.load`.
+
 Before the switch-over a failure reverts the flow (the guest stays on the source). Once
 the job has completed the destination is authoritative: the finishing tasks never raise,
 they record an ``error`` for an operator instead of undoing anything.
+
+Calls that decide nothing while the guest is at stake (pre-checks, the roll-back's)
+wait ``[conductor] precheck_timeout`` at most: a host that does not answer in time is
+unavailable, and the flow goes on without it (the next candidate, or the rollback).
 """
 
 import time
 
 import oslo_messaging as messaging
 
-from compute_agent import rpcapi as agent_rpcapi
 from db import api as db_api
 from migration_conductor import exception
+from migration_conductor import job_reports
+from migration_conductor import objects
 from migration_conductor.flows import constants as c
 from migration_conductor.flows.tasks import base
 from migration_conductor.objects import fields
 from migration_conductor.objects import migration_states as states
 
-_PROGRESS_KEYS = ('memory_total', 'memory_processed', 'memory_remaining', 'disk_total',
-                  'disk_processed', 'disk_remaining', 'dirty_rate', 'iteration',
-                  'expected_downtime_ms', 'total_time_ms')
-_MIB = 1024 * 1024
 # Seconds one finishing call (finish, clean up) may take before it is sent again. Both
 # are quick and idempotent; a short attempt lets a call lost with the broker (a restart
 # drops the messages of queues not declared again yet) be repeated within
 # [conductor] service_down_time, where one attempt of rpc_response_timeout would not.
 FINISH_ATTEMPT_TIMEOUT = 10
+# Seconds one start call may take before it is sent again: the agent answers once
+# libvirt runs the job (well under a second on the lab), and a start asked again is
+# harmless (the agent reads libvirt before it starts anything).
+START_ATTEMPT_TIMEOUT = 15
+
+JobState = fields.JobState
+
+
+def _unavailable(task, host, what):
+    return exception.HostUnavailable(
+        host=host, state='not answering (no reply to %s within %d s)'
+                         % (what, task.conf.conductor.precheck_timeout))
 
 
 class CheckSourceHost(base.MigrationTask):
@@ -40,8 +57,16 @@ class CheckSourceHost(base.MigrationTask):
 
     def execute(self, migration_uuid, instance_uuid, source_host):
         self.status(migration_uuid, states.PRE_CHECKING)
-        return self.services.agents.check_source(self.context, source_host,
-                                                 migration_uuid, instance_uuid)
+        timeout = self.conf.conductor.precheck_timeout
+        try:
+            facts = self.services.agents.check_source(
+                self.context, source_host, migration_uuid, instance_uuid,
+                timeout=timeout)
+        except messaging.MessagingTimeout:
+            raise exception.SourceHostUnavailable(
+                host=source_host, state='not answering (no reply to the source check '
+                                        'within %d s)' % timeout)
+        return facts.obj_to_primitive()
 
 
 class CheckDestinationHost(base.MigrationTask):
@@ -59,24 +84,23 @@ class CheckDestinationHost(base.MigrationTask):
                 source_host):
         row = self.status(migration_uuid, states.PRE_CHECKING, dest_host=dest_host)
         requested = row['block_migration'] or fields.BlockMigration.AUTO
-        dest = db_api.compute_host_get(self.context, dest_host)
+        facts = base.load(objects.SourceFacts, source_facts, source_host)
         self.log(migration_uuid, instance_uuid, 'checking destination %s (block '
                  'migration %s)', dest_host, requested)
-        answer = self.services.agents.check_destination(
-            self.context, dest_host, migration_uuid, instance_uuid, source_facts,
-            requested, service_version=dest['service_version'])
-        if answer.get('copy_disks'):
-            source = db_api.compute_host_get(self.context, source_host)
-            if ((source['service_version'] or 0)
-                    < agent_rpcapi.BLOCK_MIGRATION_SERVICE_VERSION):
-                # An older source would copy every disk, the shared ones included.
+        try:
+            answer = self.services.agents.check_destination(
+                self.context, dest_host, migration_uuid, instance_uuid, facts,
+                requested, timeout=self.conf.conductor.precheck_timeout)
+        except messaging.MessagingTimeout:
+            raise _unavailable(self, dest_host, 'the destination check')
+        if answer.copy_disks:
+            refusal = self.services.agents.block_migration_refusal(source_host)
+            if refusal is not None:
                 raise exception.StorageIncompatible(
                     host=dest_host, instance_uuid=instance_uuid,
-                    reason='its disks %s need block migration, which the agent of the '
-                           'source %s (service version %s) does not do: upgrade it'
-                           % (', '.join(d['target'] for d in answer['copy_disks']),
-                              source_host, source['service_version']))
-        return answer
+                    reason='its disks %s need block migration, which %s'
+                           % (', '.join(d.target for d in answer.copy_disks), refusal))
+        return answer.obj_to_primitive()
 
 
 class ClaimResourcesOnDestination(base.MigrationTask):
@@ -84,22 +108,36 @@ class ClaimResourcesOnDestination(base.MigrationTask):
 
     phase = fields.MigrationPhase.CLAIM
 
-    def execute(self, migration_uuid, instance_uuid, dest_host, source_facts):
+    def execute(self, migration_uuid, instance_uuid, dest_host, source_facts,
+                source_host):
         self.status(migration_uuid, states.CLAIMING)
-        instance = source_facts['instance']
-        return self.services.agents.claim_resources(
-            self.context, dest_host, migration_uuid, instance_uuid,
-            instance['memory_mb'], instance['vcpus'])
+        instance = base.load(objects.SourceFacts, source_facts, source_host).instance
+        try:
+            claim = self.services.agents.claim_resources(
+                self.context, dest_host, migration_uuid, instance_uuid,
+                instance.memory_mb, instance.vcpus,
+                timeout=self.conf.conductor.precheck_timeout)
+        except messaging.MessagingTimeout:
+            raise _unavailable(self, dest_host, 'the claim')
+        return claim.obj_to_primitive()
 
     def revert(self, migration_uuid, instance_uuid, dest_host, *args, **kwargs):
         if not self.reverts_here(migration_uuid, instance_uuid):
             return
         try:
-            self.services.agents.release_resources(self.context, dest_host,
-                                                   migration_uuid)
+            self.services.agents.release_resources(
+                self.context, dest_host, migration_uuid,
+                timeout=self.conf.conductor.precheck_timeout)
         except Exception as exc:  # a revert logs, it never raises
-            self.log(migration_uuid, instance_uuid, 'could not release the claim on '
-                     '%s: %s', dest_host, exc, level=base.logging.ERROR)
+            self.log(migration_uuid, instance_uuid, 'could not release the claim on %s '
+                     '(%s); that agent drops it when it next compares its claims with '
+                     'the conductor\'s', dest_host, exc, level=base.logging.ERROR)
+
+
+def copied_disks(destination_check, dest_host=None):
+    """The DiskList of the disks a migration copies, from the destination's answer."""
+    check = base.load(objects.DestinationCheck, destination_check, dest_host)
+    return check.copy_disks if check is not None else objects.DiskList(objects=[])
 
 
 class PrepareDestination(base.MigrationTask):
@@ -110,8 +148,13 @@ class PrepareDestination(base.MigrationTask):
 
     def execute(self, migration_uuid, instance_uuid, dest_host, destination_check=None):
         self.status(migration_uuid, states.PREPARING)
-        return self.services.agents.prepare_destination(self.context, dest_host,
-                                                        migration_uuid, instance_uuid)
+        try:
+            info = self.services.agents.prepare_destination(
+                self.context, dest_host, migration_uuid, instance_uuid,
+                timeout=self.conf.conductor.precheck_timeout)
+        except messaging.MessagingTimeout:
+            raise _unavailable(self, dest_host, 'the preparation')
+        return info.obj_to_primitive()
 
     def revert(self, migration_uuid, instance_uuid, dest_host, destination_check=None,
                *args, **kwargs):
@@ -120,16 +163,23 @@ class PrepareDestination(base.MigrationTask):
         try:
             self.services.agents.rollback_destination(
                 self.context, dest_host, migration_uuid, instance_uuid,
-                disks=copied_paths(destination_check))
+                disks=copied_disks(destination_check, dest_host),
+                timeout=self.conf.conductor.precheck_timeout)
         except Exception as exc:  # a revert logs, it never raises
             self.log(migration_uuid, instance_uuid, 'could not roll back destination '
                      '%s: %s', dest_host, exc, level=base.logging.ERROR)
 
 
 class StartMigrationOnSource(base.MigrationTask):
-    """Start the libvirt job on the source; returns once the job runs."""
+    """Start the libvirt job on the source; returns once the job runs.
+
+    The start is asked again after a timeout (for up to ``service_down_time``): an
+    agent that restarted in the middle of it reads libvirt back and never starts a
+    second job for a guest whose job runs or has finished.
+    """
 
     phase = fields.MigrationPhase.START
+    default_provides = c.JOB_STARTED
 
     def execute(self, migration_uuid, instance_uuid, source_host, dest_host, destination,
                 destination_check=None):
@@ -137,22 +187,31 @@ class StartMigrationOnSource(base.MigrationTask):
         # check returned anything resumes with None (nothing is copied, as then).
         conf = self.conf.conductor
         dest = db_api.compute_host_get(self.context, dest_host)
-        block = bool((destination_check or {}).get('block_migration', False))
-        options = {'bandwidth_mib': conf.bandwidth_mib or None,
-                   'max_downtime_ms': conf.max_downtime_ms,
-                   'block_migration': block,
-                   'auto_converge': False, 'postcopy': False,
-                   'listen_address': destination.get('listen_address')}
-        if block:
-            options['migrate_disks'] = [
-                disk['target'] for disk in destination_check.get('copy_disks', ())]
-        self.status(migration_uuid, states.RUNNING, started_at=base.now())
+        info = base.load(objects.DestinationInfo, destination, dest_host)
+        check = base.load(objects.DestinationCheck, destination_check, dest_host)
+        block = bool(check is not None and check.block_migration)
+        options = objects.MigrationOptions(
+            bandwidth_mib=conf.bandwidth_mib or None, max_downtime_ms=conf.max_downtime_ms,
+            block_migration=block, auto_converge=False, postcopy=False,
+            listen_address=info.listen_address,
+            migrate_disks=[disk.target for disk in check.copy_disks] if block else None)
+        spec = objects.MigrationSpec(
+            migration_uuid=migration_uuid, instance_uuid=instance_uuid,
+            dest_host=dest_host, dest_uri=dest['libvirt_uri'],
+            migrate_uri=info.migrate_uri, options=options,
+            report_interval=conf.monitor_interval)
+        # NOTE: the job's state is cleared with the status change: what the source
+        # reports from now on is about this job.
+        self.status(migration_uuid, states.RUNNING, started_at=base.now(),
+                    job_state=None, job_error=None)
         self.log(migration_uuid, instance_uuid, 'starting on %s towards %s (%s, data via '
                  '%s, block migration %s)', source_host, dest_host, dest['libvirt_uri'],
-                 destination['migrate_uri'], options['block_migration'])
-        self.services.agents.start_migration(
-            self.context, source_host, migration_uuid, instance_uuid,
-            dest['libvirt_uri'], destination['migrate_uri'], options)
+                 info.migrate_uri, block)
+        job = call_until_answered(
+            self, migration_uuid, instance_uuid, source_host, 'start',
+            lambda timeout: self.services.agents.start_migration(
+                self.context, source_host, spec, timeout=timeout),
+            attempt_timeout=START_ATTEMPT_TIMEOUT)
         # NOTE: an abort accepted between the RUNNING status and the job's start asked
         # the source to abort a job it did not have yet; ask again now that it runs.
         # (An abort accepted after this read finds the job on the source.)
@@ -162,13 +221,15 @@ class StartMigrationOnSource(base.MigrationTask):
                      'aborting it on %s', source_host)
             self.services.agents.abort_migration(self.context, source_host,
                                                  migration_uuid, instance_uuid)
+        return job.obj_to_primitive()
 
     def revert(self, migration_uuid, instance_uuid, source_host, *args, **kwargs):
         if not self.reverts_here(migration_uuid, instance_uuid):
             return
         try:
-            aborted = self.services.agents.abort_migration(self.context, source_host,
-                                                           migration_uuid, instance_uuid)
+            aborted = self.services.agents.abort_migration(
+                self.context, source_host, migration_uuid, instance_uuid,
+                timeout=self.conf.conductor.precheck_timeout)
             if aborted:
                 self.log(migration_uuid, instance_uuid, 'aborted the job on %s',
                          source_host)
@@ -178,89 +239,161 @@ class StartMigrationOnSource(base.MigrationTask):
 
 
 class MonitorMigration(base.MigrationTask):
-    """Follow the job on the source until it ends; persist and log its progress.
+    """Wait for the job's end, as the source agent reports it; decide the outcome.
 
-    The source agent answers from libvirt, so this task re-attaches after a conductor or
-    agent restart by simply asking again. If the source agent stays silent longer than
-    ``[conductor] service_down_time``, the destination is asked whether the guest runs
-    there: if it does, the migration completed. A conductor that lost the migration's
-    claim on the jobboard stops following at its next poll (ClaimLost, its flow
-    suspended, see :mod:`migration_conductor.flows.runner`).
+    The source agent watches the job where it runs and reports its progress and its
+    end (:mod:`compute_agent.migration_monitor`); whichever conductor receives a report
+    records it (:mod:`migration_conductor.job_reports`), and this task, in the
+    conductor that drives the flow, reads the migration's record at each report (woken
+    at once when the report reached this conductor) or every ``monitor_interval``.
+
+    It asks the source agent itself only after ``monitor_silence_timeout`` seconds
+    without a report (or at each interval, for an agent older than RPC 1.4 that does
+    not report); the answer is recorded as the agent's reports are. Nothing transient
+    ends the job: a silent source (agent restarting, messages lost) is waited for; one
+    silent for ``service_down_time`` is judged by the destination, which knows whether
+    the guest runs there (completed), an incoming copy still waits there (the job goes
+    on), or nothing is there (the job ended without a switch-over). Only the job's own
+    state decides the outcome. A conductor that lost the migration stops following it
+    at its next look (ClaimLost, its flow suspended).
     """
 
     phase = fields.MigrationPhase.MONITOR
     default_provides = c.JOB_RESULT
 
-    def execute(self, migration_uuid, instance_uuid, source_host, dest_host):
+    def execute(self, migration_uuid, instance_uuid, source_host, dest_host,
+                job_started=None):
         conf = self.conf.conductor
-        last_answer = time.monotonic()
+        agents = self.services.agents
+        started = base.load(objects.MigrationJob, job_started)
+        if started is not None and started.ended:
+            return self._outcome(migration_uuid, instance_uuid, source_host, dest_host,
+                                 started)
+        silence_bound = conf.monitor_interval
+        if agents.reports_progress(source_host):
+            silence_bound = max(conf.monitor_silence_timeout, conf.monitor_interval)
+        last_report = object()
+        heard_at = asked_at = time.monotonic()
         while True:
             self.ensure_driven(migration_uuid)
-            try:
-                job = self.services.agents.get_migration_job(
-                    self.context, source_host, migration_uuid, instance_uuid,
-                    timeout=max(int(conf.monitor_interval * 5), 5))
-                last_answer = time.monotonic()
-            except messaging.MessagingTimeout:
-                silent = time.monotonic() - last_answer
-                if silent < conf.service_down_time:
-                    self.log(migration_uuid, instance_uuid, 'source agent %s silent for '
-                             '%d s', source_host, silent, level=base.logging.WARNING)
-                    continue
-                job = {'state': 'gone', 'stats': None,
-                       'error': 'source agent silent for %d s' % silent}
-            state = job['state']
-            if state == 'running':
-                self._record_progress(migration_uuid, instance_uuid, job['stats'])
-                # Woken at once by the source's notice that the job ended.
-                self.services.job_events.wait(migration_uuid, conf.monitor_interval)
-                continue
-            self.services.job_events.forget(migration_uuid)
-            if state == 'completed':
-                return {'force_completed': job.get('force_completed', False)}
-            if state == 'cancelled':
-                raise exception.MigrationJobCancelled(instance_uuid=instance_uuid,
-                                                      host=source_host)
-            if state == 'gone' and self._runs_on(dest_host, instance_uuid):
-                self.log(migration_uuid, instance_uuid, 'the source has no job and the '
-                         'guest runs on %s: the migration completed', dest_host)
-                return {'force_completed': False}
-            raise exception.MigrationJobFailed(
-                instance_uuid=instance_uuid, host=source_host,
-                reason=job.get('error') or 'the job ended (%s)' % state)
+            row = db_api.migration_get(self.context, migration_uuid)
+            if row['last_report_at'] != last_report:
+                last_report, heard_at = row['last_report_at'], time.monotonic()
+            if row['job_state'] in JobState.ENDED:
+                return self._outcome(migration_uuid, instance_uuid, source_host,
+                                     dest_host, _job_from_row(row, source_host))
+            silent = time.monotonic() - heard_at
+            if time.monotonic() - max(heard_at, asked_at) >= silence_bound:
+                asked_at = time.monotonic()
+                job = self._ask_source(migration_uuid, instance_uuid, source_host,
+                                       dest_host, silent)
+                if job is not None:
+                    heard_at = time.monotonic()
+                    if job.ended:
+                        job_reports.record_end(self.context, job,
+                                               generation=self._generation(
+                                                   migration_uuid))
+                        return self._outcome(migration_uuid, instance_uuid,
+                                             source_host, dest_host, job)
+                    self._record(job)
+            # Woken at once by a report that reached this conductor.
+            self.services.job_events.wait(migration_uuid, conf.monitor_interval)
+
+    def _generation(self, migration_uuid):
+        return self.services.generation(migration_uuid)
+
+    def _record(self, job):
+        try:
+            job_reports.record_progress(self.context, job, origin='poll',
+                                        generation=self._generation(job.migration_uuid))
+        except exception.OwnershipLost:
+            self.services.ownership_lost(job.migration_uuid)
+            self.ensure_driven(job.migration_uuid)
+
+    def _ask_source(self, migration_uuid, instance_uuid, source_host, dest_host,
+                    silent):
+        """The source's answer about the job (a MigrationJob), or None when there is
+        none yet; after ``service_down_time`` of silence, the destination's verdict."""
+        conf = self.conf.conductor
+        self.log(migration_uuid, instance_uuid, 'no report from the source %s for %.1f '
+                 's: asking it', source_host, silent,
+                 level=base.logging.INFO if not self.services.agents.reports_progress(
+                     source_host) else base.logging.WARNING)
+        try:
+            return self.services.agents.get_migration_job(
+                self.context, source_host, migration_uuid, instance_uuid,
+                timeout=max(int(conf.monitor_interval * 5), 5),
+                report_interval=conf.monitor_interval)
+        except (messaging.MessagingTimeout, exception.HypervisorUnavailable,
+                exception.HypervisorCallFailed) as exc:
+            if silent < conf.service_down_time:
+                self.log(migration_uuid, instance_uuid, 'the source %s could not tell '
+                         '(%s); the job goes on, waiting', source_host,
+                         type(exc).__name__, level=base.logging.WARNING)
+                return None
+        return self._destination_verdict(migration_uuid, instance_uuid, source_host,
+                                         dest_host, silent)
+
+    def _destination_verdict(self, migration_uuid, instance_uuid, source_host,
+                             dest_host, silent):
+        try:
+            state = self.services.agents.get_instance_state(
+                self.context, dest_host, instance_uuid,
+                timeout=self.conf.conductor.precheck_timeout)
+        except Exception as exc:
+            self.log(migration_uuid, instance_uuid, 'the source %s has been silent for '
+                     '%d s and the destination %s does not answer either (%s): nobody '
+                     'can tell, waiting', source_host, silent, dest_host,
+                     type(exc).__name__, level=base.logging.WARNING)
+            return None
+        if state is None:
+            self.log(migration_uuid, instance_uuid, 'the source %s has been silent for '
+                     '%d s and %s has no copy of the guest: the job is over without a '
+                     'switch-over', source_host, silent, dest_host,
+                     level=base.logging.ERROR)
+            return objects.MigrationJob(
+                migration_uuid=migration_uuid, instance_uuid=instance_uuid,
+                host=source_host, state=JobState.FAILED,
+                error='the source agent was silent for %d s and the destination %s '
+                      'has no copy of the guest' % (silent, dest_host))
+        if state == fields.PowerState.RUNNING:
+            return objects.MigrationJob(
+                migration_uuid=migration_uuid, instance_uuid=instance_uuid,
+                host=source_host, state=JobState.GONE)
+        self.log(migration_uuid, instance_uuid, 'the source %s has been silent for %d s; '
+                 'the incoming copy on %s is %s: the job goes on, waiting', source_host,
+                 silent, dest_host, state, level=base.logging.WARNING)
+        return None
+
+    def _outcome(self, migration_uuid, instance_uuid, source_host, dest_host, job):
+        self.services.job_events.forget(migration_uuid)
+        if job.state == JobState.COMPLETED:
+            return {'force_completed': job.force_completed}
+        if job.state == JobState.CANCELLED:
+            raise exception.MigrationJobCancelled(instance_uuid=instance_uuid,
+                                                  host=source_host)
+        if job.state == JobState.GONE and self._runs_on(dest_host, instance_uuid):
+            self.log(migration_uuid, instance_uuid, 'the source has no job and the '
+                     'guest runs on %s: the migration completed', dest_host)
+            return {'force_completed': False}
+        raise exception.MigrationJobFailed(
+            instance_uuid=instance_uuid, host=source_host,
+            reason=job.error or 'the job ended (%s)' % job.state)
 
     def _runs_on(self, host, instance_uuid):
         try:
             return self.services.agents.get_instance_state(
-                self.context, host, instance_uuid) == 'running'
+                self.context, host, instance_uuid,
+                timeout=self.conf.conductor.precheck_timeout) == fields.PowerState.RUNNING
         except Exception:
             return False
 
-    def _record_progress(self, migration_uuid, instance_uuid, stats):
-        if not stats:
-            return
-        values = {k: stats[k] for k in _PROGRESS_KEYS if stats.get(k) is not None}
-        if values:
-            db_api.migration_update(self.context, migration_uuid, values)
-        disks = ''
-        if stats.get('disk_total'):
-            disks = ', disks %s/%s MiB copied' % (_mib(stats.get('disk_processed')),
-                                                  _mib(stats['disk_total']))
-        self.log(migration_uuid, instance_uuid, 'progress: memory %s/%s MiB sent, %s MiB '
-                 'remaining, iteration %s, dirty rate %s MiB/s, expected downtime %s '
-                 'ms%s', _mib(stats.get('memory_processed')),
-                 _mib(stats.get('memory_total')), _mib(stats.get('memory_remaining')),
-                 stats.get('iteration'), _mib(stats.get('dirty_rate')),
-                 stats.get('expected_downtime_ms'), disks)
 
-
-def copied_paths(destination_check):
-    """The paths of the disks a migration copies, from the destination's answer."""
-    return [disk['path'] for disk in (destination_check or {}).get('copy_disks', ())]
-
-
-def _mib(value):
-    return None if value is None else round(value / _MIB, 1)
+def _job_from_row(row, source_host):
+    """The job's end as recorded from the source's report."""
+    return objects.MigrationJob(migration_uuid=row['uuid'],
+                                instance_uuid=row['instance_uuid'], host=source_host,
+                                state=row['job_state'], error=row['job_error'])
 
 
 class FinishOnDestination(base.MigrationTask):
@@ -272,12 +405,13 @@ class FinishOnDestination(base.MigrationTask):
     def execute(self, migration_uuid, instance_uuid, dest_host):
         self.status(migration_uuid, states.COMPLETING)
         try:
-            result = call_until_answered(
+            finish = call_until_answered(
                 self, migration_uuid, instance_uuid, dest_host, 'finish',
                 lambda timeout: self.services.agents.finish_on_destination(
                     self.context, dest_host, migration_uuid, instance_uuid,
                     timeout=timeout))
-            return {'ok': True, 'stats': result.get('stats')}
+            return {'ok': True, 'stats': None if finish.progress is None
+                    else finish.progress.to_stats()}
         except exception.ClaimLost:
             raise
         except Exception as failure:
@@ -288,19 +422,20 @@ class FinishOnDestination(base.MigrationTask):
             return {'ok': False, 'stats': None, 'error': error.db_columns()}
 
 
-def call_until_answered(task, migration_uuid, instance_uuid, host, what, call):
+def call_until_answered(task, migration_uuid, instance_uuid, host, what, call,
+                        attempt_timeout=FINISH_ATTEMPT_TIMEOUT):
     """Return ``call(timeout)``, repeated after each timeout for up to
     ``[conductor] service_down_time`` seconds (at least twice).
 
-    For idempotent calls made after the switch-over, when giving up leaves work for an
-    operator: an agent restarting, or a message lost while the broker restarted, is
-    waited for instead.
+    For idempotent calls whose answer matters more than its speed (the start, and the
+    calls made after the switch-over, when giving up leaves work for an operator): an
+    agent restarting, or a message lost while the broker restarted, is waited for.
 
     :raises MessagingTimeout: no answer in time; any other error of the call at once.
     :raises ClaimLost: another conductor took the migration over meanwhile.
     """
     conf = task.conf.conductor
-    attempt_timeout = max(1, min(FINISH_ATTEMPT_TIMEOUT, conf.rpc_response_timeout))
+    attempt_timeout = max(1, min(attempt_timeout, conf.rpc_response_timeout))
     deadline = time.monotonic() + conf.service_down_time
     attempts = 0
     while True:
@@ -322,7 +457,7 @@ class CleanupSource(base.MigrationTask):
     phase = fields.MigrationPhase.FINISH
 
     def execute(self, migration_uuid, instance_uuid, source_host, finish_result,
-                destination_check=None):
+                destination_check=None, dest_host=None):
         self.ensure_driven(migration_uuid)
         if not finish_result.get('ok'):
             return
@@ -331,9 +466,11 @@ class CleanupSource(base.MigrationTask):
                 self, migration_uuid, instance_uuid, source_host, 'clean-up',
                 lambda timeout: self.services.agents.cleanup_source(
                     self.context, source_host, migration_uuid, instance_uuid,
-                    disks=copied_paths(destination_check), timeout=timeout))
+                    disks=copied_disks(destination_check, dest_host), timeout=timeout))
         except exception.ClaimLost:
             raise
         except Exception as exc:
-            self.log(migration_uuid, instance_uuid, 'could not clean source %s: %s',
-                     source_host, exc, level=base.logging.ERROR)
+            self.log(migration_uuid, instance_uuid, 'could not clean source %s (%s): '
+                     'what is left there (a stopped definition, copied disks\' '
+                     'originals) must be removed by hand', source_host, exc,
+                     level=base.logging.ERROR)

@@ -1,9 +1,8 @@
 """Tasks that act on the conductor's database only."""
 
-import time
-
 from db import api as db_api
 from migration_conductor import exception
+from migration_conductor import job_reports
 from migration_conductor import objects
 from migration_conductor.flows.tasks import base
 from migration_conductor.objects import fields
@@ -55,7 +54,7 @@ class MarkMigrationFailedOnRevert(base.MigrationTask):
                 unlock_instance(self.context, migration_uuid, instance_uuid)
             # Last: whoever sees the terminal status also sees the instance unlocked.
             if row['status'] not in states.TERMINAL_STATES:
-                values = {'finished_at': base.now()}
+                values = {'finished_at': base.now(), 'expected_downtime_ms': None}
                 if (error is not None and not cancelled) or moved_to:
                     values.update(error.db_columns())
                 base.set_status(self.services, migration_uuid, target, **values)
@@ -67,20 +66,27 @@ class MarkMigrationFailedOnRevert(base.MigrationTask):
             unlock_instance(self.context, migration_uuid, instance_uuid)
 
     def _switched_over(self, row):
-        """The destination if the guest runs there and not on the source, else None."""
-        if not row['dest_host']:
+        """The destination if the guest runs there and not on the source, else None.
+
+        Only asked when a job was started (``started_at``): before that the guest
+        cannot have moved, and a destination that failed its checks (perhaps because
+        its agent is dead) is not asked what it cannot know.
+        """
+        if not row['dest_host'] or row['started_at'] is None:
             return None
         agents = self.services.agents
+        timeout = self.conf.conductor.precheck_timeout
         try:
             on_dest = agents.get_instance_state(self.context, row['dest_host'],
-                                                row['instance_uuid'])
+                                                row['instance_uuid'], timeout=timeout)
             on_source = agents.get_instance_state(self.context, row['source_host'],
-                                                  row['instance_uuid'])
+                                                  row['instance_uuid'], timeout=timeout)
         except Exception as exc:
             self.log(row['uuid'], row['instance_uuid'], 'could not ask where the guest '
                      'runs after the rollback: %s', exc, level=base.logging.ERROR)
             return None
-        if on_dest == 'running' and on_source != 'running':
+        if (on_dest == fields.PowerState.RUNNING
+                and on_source != fields.PowerState.RUNNING):
             return row['dest_host']
         return None
 
@@ -97,35 +103,6 @@ def unlock_instance(context, migration_uuid, instance_uuid, **values):
     except Exception:
         base.LOG.exception('Migration %s instance %s: could not unlock the instance',
                            migration_uuid, instance_uuid)
-
-
-class WaitForMigrationSlot(base.MigrationTask):
-    """Hold the migration in ``queued`` while its hosts run their maximum of migrations."""
-
-    phase = fields.MigrationPhase.START
-
-    def execute(self, migration_uuid, instance_uuid, source_host, dest_host):
-        conf = self.conf.conductor
-        queued = False
-        while True:
-            running = db_api.migration_list(
-                self.context, status=[states.RUNNING, states.RUNNING_POSTCOPY,
-                                      states.CANCELLING])
-            outbound = sum(1 for m in running if m['source_host'] == source_host)
-            inbound = sum(1 for m in running if m['dest_host'] == dest_host)
-            if outbound < conf.max_outbound_per_host and inbound < conf.max_inbound_per_host:
-                return
-            if not queued:
-                self.status(migration_uuid, states.QUEUED)
-                self.log(migration_uuid, instance_uuid, 'queued: %d migration(s) leave '
-                         '%s and %d arrive on %s', outbound, source_host, inbound,
-                         dest_host)
-                queued = True
-            elif (db_api.migration_get(self.context, migration_uuid)['status']
-                  == states.CANCELLING):
-                raise exception.MigrationAborted(migration_uuid=migration_uuid)
-            time.sleep(conf.monitor_interval)
-            self.ensure_driven(migration_uuid)
 
 
 class MarkMigrationCompleted(base.MigrationTask):
@@ -146,7 +123,8 @@ class MarkMigrationCompleted(base.MigrationTask):
                      finish_result['error']['error_message'], level=base.logging.ERROR)
             return
         stats = finish_result.get('stats') or {}
-        values = {'finished_at': base.now()}
+        # NOTE: the expected downtime only means something while the job runs.
+        values = {'finished_at': base.now(), 'expected_downtime_ms': None}
         for key in ('memory_total', 'memory_processed', 'memory_remaining', 'disk_total',
                     'disk_processed', 'disk_remaining', 'downtime_ms', 'total_time_ms'):
             if stats.get(key) is not None:
@@ -155,8 +133,9 @@ class MarkMigrationCompleted(base.MigrationTask):
                         power_state=fields.PowerState.RUNNING)
         self.status(migration_uuid, states.COMPLETED, **values)
         self.log(migration_uuid, instance_uuid, 'completed: now on %s (downtime %s ms, '
-                 '%s bytes of memory sent, %s ms in all)', dest_host,
-                 values.get('downtime_ms'), values.get('memory_processed'),
+                 '%s MiB of memory sent, job %s ms)', dest_host,
+                 values.get('downtime_ms'),
+                 job_reports.mib(values.get('memory_processed')),
                  values.get('total_time_ms'))
 
 
