@@ -30,8 +30,21 @@ def get_admin_context(**kwargs):
 
 
 def get_service_context(**kwargs):
-    """Return a context with the ``service`` role and no admin rights (agents)."""
+    """Return a context with the ``service`` role and no admin rights, for agents.
+
+    Policy lets it do what agents do (``migration_conductor:host:report``: register,
+    heartbeat, ask for their claims) and nothing an operator does (list or show hosts,
+    instances and migrations, start, abort or force-complete a migration).
+
+    :param kwargs: passed to :class:`RequestContext` (e.g. ``user_id``, ``request_id``);
+        ``roles`` defaults to ``['service']``.
+    :returns: a :class:`RequestContext` with ``is_admin`` False.
+    :raises ValueError: ``is_admin=True`` was asked: use :func:`get_admin_context`.
+    """
+    if kwargs.get('is_admin'):
+        raise ValueError('a service context is never an admin context: '
+                         'use get_admin_context()')
+    kwargs['is_admin'] = False
     kwargs.setdefault('roles', ['service'])
-    kwargs.setdefault('is_admin', False)
     kwargs.setdefault('overwrite', False)
     return RequestContext(**kwargs)

@@ -58,11 +58,12 @@ _API_RULES = [
         [{'method': 'RPC', 'path': 'force_complete_migration'}]),
     policy.DocumentedRuleDefault(
         'migration_conductor:host:report', 'rule:service_api',
-        'Register a compute agent, report its inventory and guests, and list the '
-        'claims it must hold.',
+        'Register a compute agent, report its inventory and guests, list the '
+        'claims it must hold, and say that a migration job it ran has ended.',
         [{'method': 'RPC', 'path': 'register_host'},
          {'method': 'RPC', 'path': 'report_host_state'},
-         {'method': 'RPC', 'path': 'list_host_claims'}]),
+         {'method': 'RPC', 'path': 'list_host_claims'},
+         {'method': 'RPC', 'path': 'migration_job_ended'}]),
 ]
 
 
