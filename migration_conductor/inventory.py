@@ -7,7 +7,9 @@ with the database:
 * the host row is upserted with the reported inventory and a fresh ``last_heartbeat``;
   ``enabled``/``disabled_reason`` belong to operators and are never overwritten;
 * every reported domain becomes (or updates) the Instance of the same UUID, on this host;
-* an instance recorded on this host but no longer reported is marked ``missing``.
+* an instance recorded on this host but no longer reported is marked ``missing``, and
+  forgotten once it has been missing for ``[conductor] missing_instance_expiry``
+  seconds (an operator may also forget it at once: :func:`forget_instance`).
 
 It also tells a (re)started agent which claims it must hold and which outgoing jobs it
 must watch again: :func:`host_migrations` (and :func:`claims_for_host` for agents of
@@ -45,11 +47,13 @@ def host_from_row(row, service_down_time, now=None):
     return host
 
 
-def record_report(context, report, service_down_time):
+def record_report(context, report, service_down_time, missing_expiry=0):
     """Apply one agent report; return the host as now recorded.
 
     :param report: a HostReport from the agent.
     :param service_down_time: seconds after which a host without heartbeat is down.
+    :param missing_expiry: seconds after which an instance missing from this host's
+        reports is forgotten; 0 keeps it.
     :returns: ComputeHost, with ``up`` set.
     """
     host_name = report.host.host
@@ -71,7 +75,51 @@ def record_report(context, report, service_down_time):
                         {'uuid': row_instance['uuid'], 'host': host_name})
             db_api.instance_update(context, row_instance['uuid'],
                                    {'power_state': fields.PowerState.MISSING})
+        elif (missing_expiry and row_instance['power_state'] == fields.PowerState.MISSING
+              and not row_instance.get('task_state')
+              and _older_than(row_instance['updated_at'], missing_expiry)):
+            _forget(context, row_instance, 'missing for more than %d s' % missing_expiry)
     return host_from_row(row, service_down_time)
+
+
+def _older_than(stamp, seconds):
+    if stamp is None:
+        return True
+    return (timeutils.utcnow() - stamp).total_seconds() > seconds
+
+
+def _forget(context, row, why):
+    """Delete an instance row that is missing and not locked; True when deleted."""
+    try:
+        db_api.instance_delete(context, row['uuid'],
+                               expected={'power_state': fields.PowerState.MISSING,
+                                         'task_state': None})
+    except (exception.InstanceStateConflict, exception.InstanceNotFound):
+        return False
+    LOG.warning('Instance %(uuid)s (%(name)s) forgotten: %(why)s (last on host %(host)s)',
+                {'uuid': row['uuid'], 'name': row['name'], 'why': why,
+                 'host': row['host']})
+    return True
+
+
+def forget_instance(context, instance_row):
+    """Forget an instance its host no longer reports (an operator's request).
+
+    :raises InstanceStateConflict: it is not ``missing``, or a migration holds it
+        (nothing changes).
+    """
+    if (instance_row['power_state'] != fields.PowerState.MISSING
+            or instance_row.get('task_state')):
+        raise exception.InstanceStateConflict(
+            instance_uuid=instance_row['uuid'],
+            reason='it is %s on host %s%s; only an instance its host no longer reports '
+                   '(missing) can be forgotten' % (
+                       instance_row['power_state'], instance_row['host'],
+                       ', held by a migration' if instance_row.get('task_state') else ''))
+    if not _forget(context, instance_row, 'an operator asked'):
+        raise exception.InstanceStateConflict(
+            instance_uuid=instance_row['uuid'],
+            reason='it changed meanwhile (reported again, or a migration took it)')
 
 
 def claims_for_host(context, host):

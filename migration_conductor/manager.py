@@ -12,6 +12,7 @@ import oslo_messaging as messaging
 from db import api as db_api
 from migration_conductor import exception
 from migration_conductor import inventory
+from migration_conductor import migration_api
 from migration_conductor import objects
 from migration_conductor import policy
 from migration_conductor import rpcapi
@@ -54,7 +55,8 @@ class ConductorManager:
     @expected
     def register_host(self, context, report):
         self._policy.authorize(context, 'migration_conductor:host:report')
-        host = inventory.record_report(context, report, self._down_time)
+        host = inventory.record_report(context, report, self._down_time,
+                                       self._conf.conductor.missing_instance_expiry)
         LOG.info('Agent of host %(host)s registered: %(type)s %(version)s, %(mem)s MiB, '
                  '%(vcpus)s vCPUs, %(n)d guest(s), libvirt at %(uri)s',
                  {'host': host.host, 'type': host.hypervisor_type,
@@ -66,7 +68,8 @@ class ConductorManager:
     @expected
     def report_host_state(self, context, report):
         self._policy.authorize(context, 'migration_conductor:host:report')
-        inventory.record_report(context, report, self._down_time)
+        inventory.record_report(context, report, self._down_time,
+                                self._conf.conductor.missing_instance_expiry)
         LOG.debug('Heartbeat from host %(host)s with %(n)d guest(s)',
                   {'host': report.host.host, 'n': len(report.instances)})
 
@@ -113,6 +116,17 @@ class ConductorManager:
         return objects.InstanceList(objects=[
             objects.Instance.from_db_row(row) for row in rows])
 
+
+    @expected
+    def delete_instance(self, context, instance):
+        """(1.4) Forget an instance its host no longer reports (``missing``).
+
+        :param instance: its UUID, or its name if unique.
+        """
+        self._policy.authorize(context, 'migration_conductor:instance:delete')
+        row = migration_api.resolve_instance(context, instance)
+        inventory.forget_instance(context, row)
+        return objects.Instance.from_db_row(row)
 
     # --- migrations (1.1) ------------------------------------------------------------
 

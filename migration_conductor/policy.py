@@ -34,6 +34,10 @@ _API_RULES = [
         'List instances and the host each runs on.',
         [{'method': 'RPC', 'path': 'list_instances'}]),
     policy.DocumentedRuleDefault(
+        'migration_conductor:instance:delete', ADMIN,
+        'Forget an instance its host no longer reports (power state "missing").',
+        [{'method': 'RPC', 'path': 'delete_instance'}]),
+    policy.DocumentedRuleDefault(
         'migration_conductor:migration:create', ADMIN,
         'Start a live migration of an instance.',
         [{'method': 'RPC', 'path': 'live_migrate'}]),
@@ -59,10 +63,13 @@ _API_RULES = [
     policy.DocumentedRuleDefault(
         'migration_conductor:host:report', 'rule:service_api',
         'Register a compute agent, report its inventory and guests, list the '
-        'claims it must hold, and say that a migration job it ran has ended.',
+        'claims it must hold and the jobs it must watch, and report the progress '
+        'and the end of the migration jobs it runs.',
         [{'method': 'RPC', 'path': 'register_host'},
          {'method': 'RPC', 'path': 'report_host_state'},
          {'method': 'RPC', 'path': 'list_host_claims'},
+         {'method': 'RPC', 'path': 'get_host_migrations'},
+         {'method': 'RPC', 'path': 'migration_progress'},
          {'method': 'RPC', 'path': 'migration_job_ended'}]),
 ]
 

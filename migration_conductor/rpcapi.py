@@ -11,7 +11,8 @@ number; a test checks they agree):
 * 1.3 - list_host_claims: a restarted agent learns the claims it must hold.
 * 1.4 - The job monitor runs in the source agent: migration_progress (its reports),
   migration_job_ended takes the MigrationJob; get_host_migrations (the claims a
-  restarted agent holds and the jobs it watches again, as objects); ping.
+  restarted agent holds and the jobs it watches again, as objects); ping;
+  delete_instance (forget an instance its host no longer reports).
 
 Every method ``prepare()``s the lowest version that carries it, so a newer client can
 talk to an older conductor as long as it does not need a newer method; the version cap
@@ -81,6 +82,14 @@ class ConductorAPI:
         """Return an InstanceList, optionally only those on ``host``."""
         cctxt = self.client.prepare(version='1.0')
         return cctxt.call(context, 'list_instances', host=host)
+
+    def delete_instance(self, context, instance):
+        """(1.4) Forget an instance that is ``missing``; returns it as it was.
+
+        :param instance: its UUID, or its name if unique.
+        """
+        cctxt = self.client.prepare(version='1.4')
+        return cctxt.call(context, 'delete_instance', instance=instance)
 
     def live_migrate(self, context, instance_uuid, host=None, force=False,
                      block_migration='auto'):

@@ -38,6 +38,7 @@ ALLOWED = {
     'migration_conductor:host:list': {ADMIN},
     'migration_conductor:host:get': {ADMIN},
     'migration_conductor:instance:list': {ADMIN},
+    'migration_conductor:instance:delete': {ADMIN},
     'migration_conductor:migration:create': {ADMIN},
     'migration_conductor:migration:create:host': {ADMIN},
     'migration_conductor:migration:get': {ADMIN},
