@@ -607,21 +607,25 @@ def migration_slots_take(context, migration_uuid, wanted):
                                                      table.c.direction == direction))
         if any(row['migration_uuid'] == migration_uuid for row in rows):
             continue
-        used = {row['slot'] for row in rows}
+        busy = exception.SlotsBusy(migration_uuid=migration_uuid, host=host,
+                                   direction=_DIRECTION_WORDS[direction],
+                                   used=len(rows), limit=limit)
         if len(rows) >= limit:
-            raise exception.SlotsBusy(migration_uuid=migration_uuid, host=host,
-                                      direction=_DIRECTION_WORDS[direction],
-                                      used=len(rows), limit=limit)
-        slot = min(set(range(limit)) - used)
-        try:
-            session.execute(sa.insert(table).values(
-                host=host, direction=direction, slot=slot,
-                migration_uuid=migration_uuid, created_at=timeutils.utcnow()))
-        except db_exc.DBDuplicateEntry as exc:
-            raise exception.SlotsBusy(
-                migration_uuid=migration_uuid, host=host,
-                direction=_DIRECTION_WORDS[direction], used='%d+' % len(rows),
-                limit=limit) from exc
+            raise busy
+        for slot in sorted(set(range(limit)) - {row['slot'] for row in rows}):
+            # NOTE: each try in a savepoint: on PostgreSQL a failed INSERT aborts the
+            # whole transaction, and a racer that took this number (unseen in our
+            # snapshot) must not keep us from the next one.
+            try:
+                with session.begin_nested():
+                    session.execute(sa.insert(table).values(
+                        host=host, direction=direction, slot=slot,
+                        migration_uuid=migration_uuid, created_at=timeutils.utcnow()))
+                break
+            except db_exc.DBDuplicateEntry:
+                continue
+        else:
+            raise busy
     return _list(session, sa.select(table).where(table.c.migration_uuid
                                                  == migration_uuid))
 

@@ -8,8 +8,9 @@ ConductorLocked`). The lock is the database's own, held by a connection of the
 conductor's process, so it goes away with that process however it ends (a SIGKILLed
 conductor restarted at once gets it back at once):
 
-* MariaDB/MySQL: ``GET_LOCK(name, 0)``;
-* PostgreSQL: ``pg_try_advisory_lock(key)``;
+* MariaDB/MySQL: ``GET_LOCK(name, 0)``, the name naming the database (MySQL's locks
+  are the server's, not a database's);
+* PostgreSQL: ``pg_try_advisory_lock(key)`` (its advisory locks are the database's);
 * SQLite (one machine): an exclusive ``flock`` on a file next to the database.
 
 Who holds it is written in ``conductor_locks`` (for the refusal's message only).
@@ -88,8 +89,12 @@ class ConductorLock:
         self._engine = sa.create_engine(self._url, poolclass=sa.pool.NullPool)
         self._connection = self._engine.connect()
         if backend in ('mysql', 'mariadb'):
+            # NOTE: at most 64 characters; a long database name is hashed.
+            name = '%s:%s' % (NAME, self._url.database)
+            if len(name) > 64:
+                name = '%s:%s' % (NAME, hashlib.sha256(name.encode()).hexdigest()[:40])
             taken = self._connection.execute(sa.text('SELECT GET_LOCK(:name, 0)'),
-                                             {'name': NAME}).scalar()
+                                             {'name': name}).scalar()
         elif backend == 'postgresql':
             taken = self._connection.execute(
                 sa.text('SELECT pg_try_advisory_lock(:key)'),
