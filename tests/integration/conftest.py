@@ -255,3 +255,36 @@ class Deployment:
 def mariadb_url():
     with db_fixtures.throwaway_database('mysql') as url:
         yield url
+
+
+@pytest.fixture(scope='module')
+def postgresql_url():
+    with db_fixtures.throwaway_database('postgresql') as url:
+        yield url
+
+
+def progress_records(db_url, migration_uuid, origin=None):
+    """The progress records the conductor persisted for a migration (read directly)."""
+    import sqlalchemy as sa
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            query = ('SELECT origin, created_at, memory_processed FROM migration_progress '
+                     'WHERE migration_uuid = :m ORDER BY id')
+            rows = connection.execute(sa.text(query), {'m': migration_uuid}).all()
+    finally:
+        engine.dispose()
+    return [row for row in rows if origin is None or row.origin == origin]
+
+
+def migration_status(db_url, migration_uuid):
+    """The migration's status read from the database (no RPC message)."""
+    import sqlalchemy as sa
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(
+                sa.text('SELECT status FROM migrations WHERE uuid = :m'),
+                {'m': migration_uuid}).scalar()
+    finally:
+        engine.dispose()

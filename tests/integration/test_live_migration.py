@@ -9,6 +9,7 @@ goes on increasing on its new host.
 import contextlib
 import os
 import subprocess
+import threading
 import time
 import uuid
 
@@ -332,12 +333,50 @@ def test_service_killed_mid_migration_then_restarted(lab, cloud, stubborn, victi
 
 @pytest.fixture
 def quiet_large(lab, cloud):
-    """256 MiB of content and no dirtying: about 8 s of pre-copy at the test bandwidth,
-    which arrives intact under TCG (see the NOTE at the top)."""
+    """448 MiB of content and no dirtying: about 14 s of pre-copy at the test bandwidth
+    (long enough to outlast a service's kill and restart), which arrives intact under
+    TCG (see the NOTE at the top)."""
     the_lab, hosts = lab
-    with _known_guest(the_lab, cloud, 'mig-quiet', hosts[0].name, memory_mib=512,
-                      touch_mib=256, dirty_pps=0) as guest:
+    with _known_guest(the_lab, cloud, 'mig-quiet', hosts[0].name, memory_mib=768,
+                      touch_mib=448, dirty_pps=0) as guest:
         yield guest
+
+
+class JobSampler:
+    """Reads the guest's libvirt job on the source every 0.2 s, on a connection of its
+    own, from a thread: (monotonic time, job type, bytes remaining) samples."""
+
+    ACTIVE = (1, 2)     # VIR_DOMAIN_JOB_BOUNDED, VIR_DOMAIN_JOB_UNBOUNDED
+
+    def __init__(self, the_lab, host, instance_uuid):
+        self._conn = the_lab.open(host)
+        self._dom = self._conn.lookupByUUIDString(instance_uuid)
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.2):
+            try:
+                stats = self._dom.jobStats()
+            except Exception:   # the domain left the source: the job is over here
+                self.samples.append((time.monotonic(), None, None))
+                return
+            self.samples.append((time.monotonic(), stats.get('type'),
+                                 stats.get('memory_remaining')))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(10)
+        self._conn.close()
+
+    def running_after(self, moment):
+        """The samples taken after ``moment`` that show the job still running."""
+        return [s for s in self.samples if s[0] >= moment and s[1] in self.ACTIVE]
 
 
 @pytest.mark.parametrize('victim', ['conductor', 'source-agent', 'destination-agent'])
@@ -352,10 +391,15 @@ def test_service_killed_mid_migration_then_the_migration_completes(lab, cloud,
     destination agent.
     """
     the_lab, hosts = lab
-    migration_uuid = _migrate(cloud, quiet_large.uuid, '--host', hosts[1].name)
-    _running_for(cloud, migration_uuid, 1)
-    _kill_and_restart(cloud, hosts, victim)
-    migration = cloud.wait_migration(migration_uuid, timeout=300)
+    with JobSampler(the_lab, hosts[0], quiet_large.uuid) as job:
+        migration_uuid = _migrate(cloud, quiet_large.uuid, '--host', hosts[1].name)
+        _running_for(cloud, migration_uuid, 1)
+        _kill_and_restart(cloud, hosts, victim)
+        back_at = time.monotonic()    # the restarted service serves again
+        migration = cloud.wait_migration(migration_uuid, timeout=300)
+    # The fault landed mid-job: libvirt still ran it when the service came back.
+    still_running = job.running_after(back_at)
+    assert still_running and still_running[0][2] > 0, job.samples[-5:]
     assert migration['status'] == 'completed', migration['error']
     assert migration['dest_host'] == hosts[1].name
     _assert_invariants(cloud, the_lab, quiet_large.uuid, 'mig-quiet', hosts[1].name)
