@@ -75,7 +75,18 @@ def configure(connection_url, **engine_kwargs):
     :raises oslo_db.sqlalchemy.enginefacade.AlreadyStartedError: the API has already
         been used in this process.
     """
-    context_manager.configure(connection=connection_url, **engine_kwargs)
+    global _configured
+    try:
+        context_manager.configure(connection=connection_url, **engine_kwargs)
+    except enginefacade.AlreadyStartedError:
+        # A second service of this process (a conductor started again after a stop,
+        # in tests and the all-in-one mode) on the database already in use: harmless.
+        if _configured != (connection_url, engine_kwargs):
+            raise
+    _configured = (connection_url, engine_kwargs)
+
+
+_configured = None
 
 
 # --- helpers -------------------------------------------------------------------------
