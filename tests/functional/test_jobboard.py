@@ -8,6 +8,7 @@ leave it.
 """
 
 import contextlib
+import threading
 import time
 import uuid
 
@@ -232,3 +233,53 @@ def test_the_jobboard_url_gives_host_port_db_and_password():
     assert (conf['host'], conf['port'], conf['db'], conf['password'],
             conf['namespace']) == ('db.example', 6380, 2, 's@cret', 'ns')
     assert jobboard.board_conf('redis://127.0.0.1', 'ns')['db'] == 0
+
+
+def test_the_database_refuses_a_conductor_that_lost_the_migration_before_it_checks(
+        cloud, caplog, monkeypatch):
+    """Another conductor took the migration over in the database (a new generation)
+    while this one still believes it holds the claim: this conductor's next status
+    write is refused by the conditional UPDATE itself, its flow stops there (nothing
+    finished, nothing reverted), and the migration is driven again once its job is
+    claimed anew."""
+    from db import api as db_api
+    from migration_conductor.flows.tasks import agent_tasks
+    runner = _runner(cloud)
+    finished = []
+    original = agent_tasks.FinishOnDestination.execute
+
+    def finish(self, migration_uuid, instance_uuid, dest_host):
+        finished.append(self.services.generation(migration_uuid))
+        return original(self, migration_uuid, instance_uuid, dest_host)
+    monkeypatch.setattr(agent_tasks.FinishOnDestination, 'execute', finish)
+    # Until the checks below, the job given back is not claimed again.
+    hold_back = threading.Event()
+    claim_unclaimed = runner._claim_unclaimed
+    monkeypatch.setattr(runner, '_claim_unclaimed',
+                        lambda: claim_unclaimed() if hold_back.is_set() else [])
+
+    uuid_ = live.add_stubborn_guest(cloud, 'sim-1', 'g-fenced')
+    migration_uuid = cloud.conductor.live_migrate(cloud.admin, uuid_, host='sim-2').uuid
+    live.wait_for(cloud, migration_uuid, statuses=('running',))
+    mine = runner._services.generation(migration_uuid)
+    theirs = db_api.migration_take_ownership(cloud.admin, migration_uuid,
+                                             'conductor-b')['generation']
+    assert runner._jobs.holds(migration_uuid) and not runner._jobs.fenced(migration_uuid)
+
+    cloud.conductor.force_complete_migration(cloud.admin, migration_uuid)
+    # The job completes; moving on to completing is this conductor's next write.
+    assert _eventually(lambda: any('is driven by conductor-b now' in r.getMessage()
+                                   for r in caplog.records), timeout=20)
+    row = db_api.migration_get(cloud.admin, migration_uuid)
+    assert (row['status'], row['owner'], row['generation']) == ('running', 'conductor-b',
+                                                                theirs)
+    assert finished == [mine]    # it reached the finish, whose first write was refused
+    assert live.where(cloud, uuid_) == {'sim-2': 'running'}   # the job was not undone
+
+    # Given back to the board, the job is claimed again: this conductor takes the
+    # migration over (a generation newer than conductor-b's) and finishes it.
+    hold_back.set()
+    migration = live.wait_for(cloud, migration_uuid)
+    assert migration.status == 'completed', migration.error
+    assert finished[-1] > theirs
+    assert live.where(cloud, uuid_) == {'sim-2': 'running'}
