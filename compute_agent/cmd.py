@@ -36,8 +36,7 @@ def _main(argv):
     try:
         cmd.wait_for_signal()
     finally:
-        agent.stop()
-        rpc.cleanup()
+        cmd.stop_within(PROG, cmd.STOP_TIMEOUT, agent.stop, rpc.cleanup)
     return 0
 
 

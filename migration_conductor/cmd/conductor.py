@@ -27,8 +27,7 @@ def _main(argv):
     try:
         cmd.wait_for_signal()
     finally:
-        runner.stop()
-        rpc.cleanup()
+        cmd.stop_within(PROG, cmd.STOP_TIMEOUT, runner.stop, rpc.cleanup)
     return 0
 
 
