@@ -75,6 +75,6 @@ $PY -m tools.lab guest-console main-guest-1 --lines 3
 
 step "the migration's story in $STATE/migration-conductor.log"
 grep -E "Migration .* instance $guest_uuid" "$STATE/migration-conductor.log" \
-    | grep -vE "progress:" | cut -d' ' -f4- | sed -E 's/ \[[^]]*\]//' | cut -c1-200 \
+    | grep -vE "progress on " | cut -d' ' -f4- | sed -E 's/ \[[^]]*\]//' | cut -c1-200 \
     | tail -n 25
-echo "(progress lines: grep 'progress:' $STATE/migration-conductor.log)"
+echo "(progress lines: grep 'progress on ' $STATE/migration-conductor.log)"
