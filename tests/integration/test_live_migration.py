@@ -214,13 +214,50 @@ def test_bad_requests_are_refused_with_one_line(lab, cloud, beating):
     before = cloud.migctl('migration', 'list')
     for args, needle in (
             (['00000000-0000-4000-8000-000000000000'], 'could not be found'),
-            (['not-a-uuid'], 'is not a UUID'),
+            (['no-such-guest'], 'Instance no-such-guest could not be found'),
             ([beating.uuid, '--host', 'nowhere'], 'Compute host nowhere'),
             ([beating.uuid, '--host', hosts[1].name], 'it is the source host')):
         result = cloud.migctl('migration', 'start', *args, check=False)
         assert result.returncode == 2, result.stderr
         assert needle in result.stderr and 'Traceback' not in result.stderr
     assert cloud.migctl('migration', 'list') == before
+
+
+def test_a_named_destination_whose_agent_died_is_refused_within_a_bound(lab, cloud,
+                                                                        beating):
+    """Just after its agent died (its heartbeat still recent) the migration ends
+    ``failed`` with ``host_unavailable`` within [conductor] precheck_timeout, asking the
+    dead host nothing more; once the host is known to be down (no heartbeat for
+    service_down_time) the request itself is refused, with or without --force."""
+    the_lab, hosts = lab
+    source = the_lab.guest('mig-beat').host
+    dead = next(h for h in hosts if h.name != source)
+    cloud.kill(dead.name)
+    try:
+        started = time.monotonic()
+        migration = cloud.wait_migration(_migrate(cloud, beating.uuid, '--host',
+                                                  dead.name), timeout=120)
+        took = time.monotonic() - started
+        assert migration['status'] == 'failed', migration
+        assert migration['error'].startswith('check-destination failed on %s: '
+                                             % dead.name), migration['error']
+        assert migration['error'].endswith('(host_unavailable)')
+        assert took < 15 + 10, took         # precheck_timeout (15 s) and the rest
+        _assert_beats_on(the_lab, 'mig-beat', source)
+
+        int_conftest.eventually(lambda: cloud.migctl('host', 'show', dead.name),
+                                lambda host: host['up'] is False, timeout=60)
+        before = cloud.migctl('migration', 'list')
+        for force in ([], ['--force']):
+            asked = time.monotonic()
+            result = cloud.migctl('migration', 'start', beating.uuid, '--host',
+                                  dead.name, *force, check=False)
+            assert result.returncode != 0 and time.monotonic() - asked < 15
+            assert 'Host %s cannot be the destination: it is down' % dead.name in \
+                result.stderr, result.stderr
+        assert cloud.migctl('migration', 'list') == before
+    finally:
+        cloud.start_agent(dead)
 
 
 @pytest.fixture
