@@ -129,3 +129,13 @@ class ConductorManager:
         LOG.debug('Migration %s instance %s: the source reports its job %s',
                   migration_uuid, instance_uuid, state)
         self._migrations.job_ended(migration_uuid)
+
+    # --- liveness (1.4) ----------------------------------------------------------------
+
+    def ping(self, context):
+        """(1.4) Say that this conductor answers: its host name and API version.
+
+        NOTE: no policy check: it changes nothing and tells a caller only that a
+        conductor serves the topic it already reached, and which version it speaks.
+        """
+        return {'host': self._conf.host, 'api_version': rpcapi.RPC_API_VERSION}

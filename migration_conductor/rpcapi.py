@@ -9,6 +9,7 @@ number; a test checks they agree):
   abort_migration, force_complete_migration.
 * 1.2 - migration_job_ended: agents say at once that a job ended.
 * 1.3 - list_host_claims: a restarted agent learns the claims it must hold.
+* 1.4 - ping: a caller (migctl) learns at once whether a conductor answers.
 
 Every method ``prepare()``s the lowest version that carries it, so a newer client can
 talk to an older conductor as long as it does not need a newer method.
@@ -18,7 +19,7 @@ import oslo_messaging as messaging
 
 from migration_conductor import rpc
 
-RPC_API_VERSION = '1.3'
+RPC_API_VERSION = '1.4'
 
 
 class ConductorAPI:
@@ -101,3 +102,11 @@ class ConductorAPI:
         """
         cctxt = self.client.prepare(version='1.3', timeout=timeout)
         return cctxt.call(context, 'list_host_claims', host=host)
+
+    def ping(self, context, timeout=None):
+        """(1.4) Return ``{'host', 'api_version'}`` of a conductor that answers (call).
+
+        :raises MessagingTimeout: no conductor answered within ``timeout``.
+        """
+        cctxt = self.client.prepare(version='1.4', timeout=timeout)
+        return cctxt.call(context, 'ping')
