@@ -1,10 +1,12 @@
 """The console scripts as an operator runs them: output, and one-line errors.
 
-Each command runs as a real subprocess of the installed console script. A wrong setting
-must end the command with exit status 2 and a single line naming the setting, never a
-traceback.
+Each command runs as a real subprocess: the console script's entry point, with this
+checkout's code (an installed script imports the copy it was installed from, which may
+be another checkout). A wrong setting must end the command with exit status 2 and a
+single line naming the setting, never a traceback.
 """
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -12,15 +14,27 @@ import sys
 
 import pytest
 
-BIN = os.path.dirname(sys.executable)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _child_main(prog, argv):
+    """Run console script ``prog`` (this file is the child's main module)."""
+    import migration_conductor.cmd  # noqa: F401 (first: it silences eventlet's notice)
+    [entry] = importlib.metadata.entry_points(group='console_scripts', name=prog)
+    sys.argv = [prog] + argv
+    return entry.load()()
+
+
+def _command(prog, args):
+    return [sys.executable, os.path.abspath(__file__), prog] + list(args)
 
 
 def _run(tmp_path, prog, args, config, timeout=90):
     path = tmp_path / ('%s.conf' % prog)
     path.write_text(config)
-    return subprocess.run([os.path.join(BIN, prog), '--config-file', str(path)] + args,
+    return subprocess.run(_command(prog, ['--config-file', str(path)] + args),
                           capture_output=True, text=True, timeout=timeout,
-                          cwd=str(tmp_path))
+                          cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=ROOT))
 
 
 def _aio_config(tmp_path, extra=''):
@@ -136,3 +150,7 @@ def test_migctl_without_a_running_conductor(tmp_path):
     result = _run(tmp_path, 'migctl', ['host', 'list'], config)
     _assert_one_line_error(result, 'migctl', 'no conductor answered on topic mc_nobody_',
                            'within 2 s', 'guest:***@')
+
+
+if __name__ == '__main__':
+    sys.exit(_child_main(sys.argv[1], sys.argv[2:]))
