@@ -1,40 +1,122 @@
-"""The console scripts as an operator runs them: output, and one-line errors.
+"""The console scripts as an operator and a script run them: output, exit status, errors.
 
 Each command runs as a real subprocess: the console script's entry point, with this
-checkout's code (an installed script imports the copy it was installed from, which may
-be another checkout). A wrong setting must end the command with exit status 2 and a
-single line naming the setting, never a traceback.
+checkout's code (not the copy an installed script would import). A wrong setting must
+end the command with exit status 2 and a single line naming the setting, never a
+traceback; migctl's other statuses (see its module docstring) are each exercised by a
+real run against a real conductor: the all-in-one mode with simulated agents inside
+migctl, or, where two migctl runs must meet one conductor (abort a migration another
+run waits for), a conductor process on RabbitMQ with a topic of its own.
+
+Simulated hosts start empty; the child process seeds them from ``MC_TEST_SIMULATED``
+(see :func:`_seed_simulated_hosts`, run when this file is the child's main module).
 """
 
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+import uuid as uuidlib
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RABBIT = 'rabbit://guest:guest@127.0.0.1:5672/'
+
+
+# --- the child's side: test controls of the simulated hosts ----------------------------
+
+def _seed_simulated_hosts(spec):
+    """Give each simulated host of this process what ``spec`` says, when it starts.
+
+    :param spec: {host: {'domains': [add_domain kwargs], 'fail_next': reason,
+        'abort_too_late': [instance uuid whose job an abort does not stop, as when the
+        abort loses the race against the switch-over], 'refuse_finish': True (the
+        destination does not confirm the guest runs)}}.
+    """
+    from compute_agent import manager as agent_manager
+    from compute_agent.virt import simulated
+    from migration_conductor import exception
+
+    init_host = simulated.SimulatedDriver.init_host
+    abort_job = simulated.SimulatedDriver.abort_job
+    finish = agent_manager.AgentManager.finish_on_destination
+
+    def seeded_init_host(self):
+        init_host(self)
+        host = spec.get(self.host, {})
+        if not getattr(self, '_test_seeded', False):
+            self._test_seeded = True
+            for domain in host.get('domains', ()):
+                self.add_domain(**domain)
+            if host.get('fail_next'):
+                self.fail_next_migration(host['fail_next'])
+
+    def late_abort_job(self, instance_uuid):
+        if instance_uuid in spec.get(self.host, {}).get('abort_too_late', ()):
+            return True
+        return abort_job(self, instance_uuid)
+
+    def unconfirmed_finish(self, context, migration_uuid, instance_uuid):
+        if spec.get(self.host, {}).get('refuse_finish'):
+            raise exception.InstanceStateConflict(instance_uuid=instance_uuid,
+                                                  reason='injected: not confirmed')
+        return finish(self, context, migration_uuid, instance_uuid)
+
+    simulated.SimulatedDriver.init_host = seeded_init_host
+    simulated.SimulatedDriver.abort_job = late_abort_job
+    agent_manager.AgentManager.finish_on_destination = unconfirmed_finish
+
+
+def _break_list_hosts():
+    """The conductor fails in list_hosts with an error nobody expects."""
+    from migration_conductor import manager
+
+    def list_hosts(self, context):
+        raise RuntimeError('injected fault')
+    manager.ConductorManager.list_hosts = list_hosts
 
 
 def _child_main(prog, argv):
-    """Run console script ``prog`` (this file is the child's main module)."""
     import migration_conductor.cmd  # noqa: F401 (first: it silences eventlet's notice)
+    if os.environ.get('MC_TEST_SIMULATED'):
+        _seed_simulated_hosts(json.loads(os.environ['MC_TEST_SIMULATED']))
+    if os.environ.get('MC_TEST_BREAK_LIST_HOSTS'):
+        _break_list_hosts()
     [entry] = importlib.metadata.entry_points(group='console_scripts', name=prog)
     sys.argv = [prog] + argv
     return entry.load()()
 
 
+# --- the test's side -------------------------------------------------------------------
+
 def _command(prog, args):
     return [sys.executable, os.path.abspath(__file__), prog] + list(args)
 
 
-def _run(tmp_path, prog, args, config, timeout=90):
+def _env(simulated=None, **controls):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    if simulated:
+        env['MC_TEST_SIMULATED'] = json.dumps(simulated)
+    for name, value in controls.items():
+        env['MC_TEST_' + name.upper()] = str(value)
+    return env
+
+
+def _run(tmp_path, prog, args, config, timeout=90, simulated=None, **controls):
     path = tmp_path / ('%s.conf' % prog)
     path.write_text(config)
-    return subprocess.run(_command(prog, ['--config-file', str(path)] + args),
+    return _run_with(path, prog, args, timeout=timeout, simulated=simulated, **controls)
+
+
+def _run_with(config_path, prog, args, timeout=90, simulated=None, **controls):
+    return subprocess.run(_command(prog, ['--config-file', str(config_path)] + args),
                           capture_output=True, text=True, timeout=timeout,
-                          cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=ROOT))
+                          cwd=str(os.path.dirname(config_path)),
+                          env=_env(simulated, **controls))
 
 
 def _aio_config(tmp_path, extra=''):
@@ -43,9 +125,17 @@ def _aio_config(tmp_path, extra=''):
             % (tmp_path, extra))
 
 
-def _assert_one_line_error(result, prog, *needles):
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+def _error_lines(stderr):
+    """The lines of ``stderr`` that report an error (or a traceback); progress lines,
+    indented, say ``error: ...`` of a migration that ended so."""
+    return [line for line in stderr.splitlines()
+            if not line.startswith('  ') and re.search(r'error:|Traceback', line, re.I)]
+
+
+def _assert_one_line_error(result, prog, *needles, status=2):
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()
+             and not line.startswith('(all-in-one:')]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith('%s: error: ' % prog), lines[0]
     assert 'Traceback' not in result.stderr
@@ -53,6 +143,30 @@ def _assert_one_line_error(result, prog, *needles):
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
 
+
+def _assert_usage_error(result, *needles):
+    """Exit 3: one error line first, then the usage; nothing was started for it."""
+    assert result.returncode == 3, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith('migctl: error: '), result.stderr
+    assert _error_lines(result.stderr) == [lines[0]], result.stderr
+    assert lines[1].startswith('usage: migctl'), result.stderr
+    assert 'Traceback' not in result.stderr and 'all-in-one' not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def _guest(name, **kwargs):
+    spec = {'name': name, 'uuid': str(uuidlib.uuid4())}
+    spec.update(kwargs)
+    return spec
+
+
+# A pre-copy that never converges: 4 GiB dirtied faster than the simulated link sends.
+STUBBORN = {'memory_mb': 4096, 'dirty_rate_mib': 4096}
+
+
+# --- configuration, transport, database ------------------------------------------------
 
 def test_migctl_all_in_one_lists_hosts_as_json(tmp_path):
     result = _run(tmp_path, 'migctl', ['host', 'list', '-f', 'json'],
@@ -66,13 +180,6 @@ def test_migctl_all_in_one_lists_hosts_as_json(tmp_path):
     assert (tmp_path / 'migration_conductor.sqlite').exists()
 
 
-def test_migctl_unknown_host_is_one_clear_line(tmp_path):
-    result = _run(tmp_path, 'migctl', ['host', 'show', 'nope'], _aio_config(tmp_path))
-    assert result.returncode != 0
-    assert 'Compute host nope could not be found.' in result.stderr
-    assert 'Traceback' not in result.stderr
-
-
 @pytest.mark.parametrize('prog', ['migration-conductor', 'migctl'])
 @pytest.mark.parametrize('url,needle', [
     ('bogus://nowhere', 'unknown messaging driver'),
@@ -83,6 +190,23 @@ def test_wrong_transport_url(tmp_path, prog, url, needle):
     result = _run(tmp_path, prog, args, '[DEFAULT]\ntransport_url = %s\n' % url)
     line = _assert_one_line_error(result, prog, '[DEFAULT] transport_url', needle)
     assert 's3cret' not in line     # the password is masked
+
+
+@pytest.mark.parametrize('config,needle', [
+    ('[DEFAULT]\nrpc_response_timeout = soon\n', 'rpc_response_timeout'),
+    ('[DEFAULT\n', 'configuration: '),
+])
+def test_migctl_bad_configuration_file_exits_2(tmp_path, config, needle):
+    result = _run(tmp_path, 'migctl', ['host', 'list'], config)
+    _assert_one_line_error(result, 'migctl', needle)
+
+
+def test_migctl_missing_configuration_file_exits_2(tmp_path):
+    missing = str(tmp_path / 'no.conf')
+    result = subprocess.run(_command('migctl', ['--config-file', missing, 'host',
+                                                'list']),
+                            capture_output=True, text=True, timeout=60, env=_env())
+    _assert_one_line_error(result, 'migctl', 'no.conf')
 
 
 def test_agent_refuses_the_in_process_transport(tmp_path):
@@ -120,8 +244,8 @@ def test_wrong_libvirt_uri_in_all_in_one(tmp_path):
 
 
 def test_wrong_libvirt_uri_stops_the_agent(tmp_path):
-    config = ('[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:5672/\n'
-              '[libvirt]\nconnection_uri = qemu+tcp://127.0.0.1:1/system\n')
+    config = ('[DEFAULT]\ntransport_url = %s\n'
+              '[libvirt]\nconnection_uri = qemu+tcp://127.0.0.1:1/system\n' % RABBIT)
     result = _run(tmp_path, 'migration-compute-agent', [], config)
     _assert_one_line_error(result, 'migration-compute-agent', '[libvirt] connection_uri',
                            'qemu+tcp://127.0.0.1:1/system')
@@ -144,12 +268,312 @@ def test_manage_db_upgrade_then_version(tmp_path):
 
 
 def test_migctl_without_a_running_conductor(tmp_path):
-    config = ('[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:5672/\n'
-              'rpc_response_timeout = 2\n[conductor]\ntopic = mc_nobody_%s\n'
-              % tmp_path.name)
+    config = ('[DEFAULT]\ntransport_url = %s\nrpc_response_timeout = 2\n'
+              '[conductor]\ntopic = mc_nobody_%s\n' % (RABBIT, uuidlib.uuid4().hex))
     result = _run(tmp_path, 'migctl', ['host', 'list'], config)
     _assert_one_line_error(result, 'migctl', 'no conductor answered on topic mc_nobody_',
                            'within 2 s', 'guest:***@')
+
+
+# --- usage: exit 3, nothing started ----------------------------------------------------
+
+@pytest.mark.parametrize('args,needles', [
+    (['host', 'show'], ['host show: ', 'required: host']),
+    (['migration', 'start', 'x', '--block-migration', 'maybe'],
+     ['migration start: ', "invalid choice: 'maybe'"]),
+    (['migration', 'list', '--limit', 'many'], ['--limit', "'many'"]),
+    (['host', 'list', '--bogus'], ['unrecognized arguments: --bogus']),
+    (['--config-file'], ['--config-file', 'expected one argument']),
+])
+def test_usage_errors_exit_3_with_one_line_and_the_usage(tmp_path, args, needles):
+    config = tmp_path / 'migctl.conf'
+    config.write_text(_aio_config(tmp_path))
+    command = ['--config-file', str(config)] + args
+    if args[0] == '--config-file':
+        command = args
+    result = subprocess.run(_command('migctl', command), capture_output=True, text=True,
+                            timeout=60, env=_env())
+    _assert_usage_error(result, *needles)
+
+
+@pytest.mark.parametrize('args,needles', [
+    (['frobnicate'], ["'frobnicate' is not a migctl command", "see 'migctl help'"]),
+    (['migration'], ["'migration' is not a migctl command",
+                     'did you mean: migration abort, migration force-complete']),
+    (['--bogus', 'host', 'list'], ['unrecognized option --bogus']),
+    (['help', 'frobnicate'], ["'frobnicate' is not a migctl command"]),
+])
+def test_unknown_command_is_one_line_exit_3(tmp_path, args, needles):
+    result = _run(tmp_path, 'migctl', args, _aio_config(tmp_path))
+    _assert_one_line_error(result, 'migctl', *needles, status=3)
+    assert 'all-in-one' not in result.stderr
+
+
+@pytest.mark.parametrize('with_config', [True, False])
+def test_no_command_says_one_is_required_and_lists_them(tmp_path, with_config):
+    if with_config:
+        result = _run(tmp_path, 'migctl', [], _aio_config(tmp_path))
+    else:
+        result = subprocess.run(_command('migctl', []), capture_output=True, text=True,
+                                timeout=60, env=_env(), cwd=str(tmp_path),
+                                stdin=subprocess.DEVNULL)
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert result.stderr.startswith('migctl: error: a command is required\n')
+    assert _error_lines(result.stderr) == ['migctl: error: a command is required']
+    for command in ('host list', 'instance list', 'migration start', 'migration abort'):
+        assert '\n  %s ' % command in result.stderr, result.stderr
+    assert 'is not a migctl command' not in result.stderr + result.stdout
+
+
+def test_help_lists_the_commands_and_the_exit_codes(tmp_path):
+    result = _run(tmp_path, 'migctl', ['help'], _aio_config(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert 'usage: migctl ' in result.stdout and '  migration start ' in result.stdout
+    assert 'exit status:' in result.stdout
+    for code in ('0  success', '2  configuration or connection error',
+                 '3  invalid or refused request', '4  not found', '5  the migration '
+                 'ended failed', '6  the migration ended cancelled',
+                 '7  the migration ended error'):
+        assert code in result.stdout, code
+    assert 'all-in-one' not in result.stderr
+
+
+# --- typed errors of a real conductor (all-in-one) -------------------------------------
+
+@pytest.mark.parametrize('args,needle', [
+    (['host', 'show', 'nope'], 'Compute host nope could not be found.'),
+    (['migration', 'show', '00000000-0000-4000-8000-000000000000'],
+     'Migration 00000000-0000-4000-8000-000000000000 could not be found.'),
+    (['migration', 'start', '00000000-0000-4000-8000-000000000000'],
+     'Instance 00000000-0000-4000-8000-000000000000 could not be found.'),
+])
+def test_not_found_exits_4(tmp_path, args, needle):
+    result = _run(tmp_path, 'migctl', args, _aio_config(tmp_path))
+    _assert_one_line_error(result, 'migctl', needle, status=4)
+
+
+@pytest.mark.parametrize('args,needle', [
+    (['migration', 'start', 'not-a-uuid'], "instance 'not-a-uuid' is not a UUID"),
+    (['migration', 'list', '--status', 'bogus'], "unknown status 'bogus'"),
+])
+def test_invalid_request_exits_3(tmp_path, args, needle):
+    result = _run(tmp_path, 'migctl', args, _aio_config(tmp_path))
+    _assert_one_line_error(result, 'migctl', needle, status=3)
+
+
+def test_refused_destination_exits_3(tmp_path):
+    guest = _guest('g-refused')
+    result = _run(tmp_path, 'migctl', ['migration', 'start', guest['uuid'], '--host',
+                                       'sim-1'], _aio_config(tmp_path),
+                  simulated={'sim-1': {'domains': [guest]}})
+    _assert_one_line_error(result, 'migctl', 'Host sim-1 cannot be the destination: it '
+                           'is the source host.', status=3)
+
+
+def test_policy_refusal_exits_3(tmp_path):
+    policy = tmp_path / 'policy.yaml'
+    policy.write_text('"migration_conductor:host:list": "!"\n')
+    config = _aio_config(tmp_path, '[oslo_policy]\npolicy_file = %s\n' % policy)
+    result = _run(tmp_path, 'migctl', ['host', 'list'], config)
+    _assert_one_line_error(result, 'migctl', 'Policy does not allow '
+                           'migration_conductor:host:list', status=3)
+
+
+def test_unexpected_error_in_the_conductor_exits_1_with_one_line(tmp_path):
+    result = _run(tmp_path, 'migctl', ['host', 'list'], _aio_config(tmp_path),
+                  break_list_hosts=1)
+    _assert_one_line_error(result, 'migctl', 'internal error',
+                           'RuntimeError: injected fault', status=1)
+
+
+# --- a migration followed to its end (all-in-one) --------------------------------------
+
+def test_wait_until_completed_exits_0(tmp_path):
+    guest = _guest('g-moves')
+    result = _run(tmp_path, 'migctl', ['migration', 'start', guest['uuid'], '--wait',
+                                       '-f', 'json'], _aio_config(tmp_path),
+                  simulated={'sim-1': {'domains': [guest]}})
+    assert result.returncode == 0, result.stderr
+    assert _error_lines(result.stderr) == [], result.stderr
+    record = json.loads(result.stdout)
+    assert (record['status'], record['source_host'], record['dest_host']) == (
+        'completed', 'sim-1', 'sim-2')
+
+
+def test_wait_until_failed_exits_5(tmp_path):
+    guest = _guest('g-fails')
+    result = _run(tmp_path, 'migctl', ['migration', 'start', guest['uuid'], '--wait',
+                                       '-f', 'json'], _aio_config(tmp_path),
+                  simulated={'sim-1': {'domains': [guest],
+                                       'fail_next': 'QEMU went away'}})
+    assert result.returncode == 5, (result.stdout, result.stderr)
+    assert json.loads(result.stdout)['status'] == 'failed'
+    [line] = _error_lines(result.stderr)
+    assert line.startswith('migctl: error: migration ') and ' ended failed: ' in line
+    assert 'QEMU went away' in line and 'Traceback' not in result.stderr
+
+
+def test_wait_until_error_exits_7(tmp_path):
+    guest = _guest('g-unconfirmed')
+    result = _run(tmp_path, 'migctl', ['migration', 'start', guest['uuid'], '--wait',
+                                       '-f', 'json'], _aio_config(tmp_path),
+                  simulated={'sim-1': {'domains': [guest]},
+                             'sim-2': {'refuse_finish': True}})
+    assert result.returncode == 7, (result.stdout, result.stderr)
+    assert json.loads(result.stdout)['status'] == 'error'
+    [line] = _error_lines(result.stderr)
+    assert ' ended error: ' in line and 'injected: not confirmed' in line
+
+
+# --- one conductor, several migctl runs (RabbitMQ) -------------------------------------
+
+RABBIT_GUESTS = {name: _guest(name, **STUBBORN) for name in ('stubborn-1', 'stubborn-2')}
+RABBIT_GUESTS['late'] = _guest('late', memory_mb=8192)   # about 8 s of pre-copy
+
+
+class _RabbitCloud:
+    def __init__(self, work, topic):
+        self.work = work
+        self.topic = topic
+        self.client_conf = work / 'migctl.conf'
+        self.client_conf.write_text(
+            '[DEFAULT]\ntransport_url = %s\n[conductor]\ntopic = %s\n' % (RABBIT, topic))
+
+    def migctl(self, *args, timeout=90):
+        return _run_with(self.client_conf, 'migctl', list(args), timeout=timeout)
+
+    def migctl_json(self, *args):
+        result = self.migctl(*args, '-f', 'json')
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def wait_status(self, instance_uuid, statuses, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            migrations = self.migctl_json('migration', 'list', '--instance',
+                                          instance_uuid)
+            if migrations and migrations[0]['status'] in statuses:
+                return migrations[0]
+            assert time.monotonic() < deadline, migrations
+            time.sleep(0.3)
+
+
+def _start_conductor(work, topic, agents, simulated=None, **controls):
+    """A migration-conductor process on RabbitMQ (agents in it); returns it once ready."""
+    config = work / 'conductor.conf'
+    log = work / 'conductor.log'
+    config.write_text(
+        '[DEFAULT]\ntransport_url = %s\nstate_path = %s\nhost = cli-conductor\n'
+        'log_file = %s\n[conductor]\ntopic = %s\nmonitor_interval = 0.2\n'
+        '[agent]\ntopic = %s_agents\nvirt_driver = simulated\nheartbeat_interval = 1\n'
+        '[all_in_one]\nagents = %s\n' % (RABBIT, work, log, topic, topic, agents))
+    with open(work / 'conductor.stderr', 'w') as stderr:
+        process = subprocess.Popen(_command('migration-conductor', ['--config-file',
+                                                                    str(config)]),
+                                   stdout=subprocess.DEVNULL, stderr=stderr,
+                                   env=_env(simulated, **controls))
+    ready = 'All-in-one: conductor and' if agents else 'Conductor serving on topic'
+    deadline = time.monotonic() + 60
+    while not (log.exists() and ready in log.read_text()):
+        if process.poll() is not None:
+            pytest.fail('migration-conductor exited %s: %s'
+                        % (process.returncode, (work / 'conductor.stderr').read_text()))
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail('migration-conductor not ready after 60 s: %s' % log.read_text())
+        time.sleep(0.2)
+    return process
+
+
+def _stop(process, topic, servers):
+    """Stop the conductor process, then delete the queues it left on the broker."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    import kombu
+    queues = [topic, '%s.cli-conductor' % topic, '%s_agents' % topic]
+    queues += ['%s_agents.%s' % (topic, server) for server in servers]
+    with kombu.Connection('amqp://guest:guest@127.0.0.1:5672//') as connection:
+        channel = connection.channel()
+        for queue in queues:
+            channel.queue_delete(queue)
+
+
+@pytest.fixture(scope='module')
+def rabbit_cloud(tmp_path_factory):
+    """A conductor process with simulated agents sim-1 (holding RABBIT_GUESTS) and sim-2
+    on RabbitMQ, on topics of its own; migctl reaches it as a deployment would."""
+    work = tmp_path_factory.mktemp('rabbit-cloud')
+    topic = 'mc_cli_%s' % uuidlib.uuid4().hex[:12]
+    late = RABBIT_GUESTS['late']['uuid']
+    process = _start_conductor(
+        work, topic, 'sim-1=simulated://,sim-2=simulated://',
+        simulated={'sim-1': {'domains': list(RABBIT_GUESTS.values()),
+                             'abort_too_late': [late]}})
+    try:
+        yield _RabbitCloud(work, topic)
+    finally:
+        _stop(process, topic, ['sim-1', 'sim-2'])
+
+
+def test_remote_not_found_exits_4(rabbit_cloud):
+    missing = '00000000-0000-4000-8000-0000000000aa'
+    result = rabbit_cloud.migctl('migration', 'show', missing)
+    _assert_one_line_error(result, 'migctl', 'Migration %s could not be found.' % missing,
+                           status=4)
+
+
+def test_wait_ends_cancelled_by_an_abort_from_another_run(rabbit_cloud):
+    guest = RABBIT_GUESTS['stubborn-1']['uuid']
+    waiting = subprocess.Popen(
+        _command('migctl', ['--config-file', str(rabbit_cloud.client_conf), 'migration',
+                            'start', guest, '--wait', '-f', 'json']),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        migration = rabbit_cloud.wait_status(guest, ('running',))
+        aborted = rabbit_cloud.migctl('migration', 'abort', migration['uuid'], '-f',
+                                      'json')
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert aborted.returncode == 0, aborted.stderr
+    assert json.loads(aborted.stdout)['status'] == 'cancelled'
+    assert _error_lines(aborted.stderr) == []
+    assert waiting.returncode == 6, (out, err)
+    assert json.loads(out)['status'] == 'cancelled'
+    assert _error_lines(err) == [
+        'migctl: error: migration %s ended cancelled' % migration['uuid']]
+
+
+def test_force_complete_exits_0_then_an_abort_is_refused_with_3(rabbit_cloud):
+    guest = RABBIT_GUESTS['stubborn-2']['uuid']
+    started = rabbit_cloud.migctl_json('migration', 'start', guest)
+    rabbit_cloud.wait_status(guest, ('running',))
+    forced = rabbit_cloud.migctl('migration', 'force-complete', started['uuid'],
+                                 '-f', 'json')
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)['status'] == 'completed'
+    refused = rabbit_cloud.migctl('migration', 'abort', started['uuid'])
+    _assert_one_line_error(refused, 'migctl', 'Migration %s is completed: it can only be '
+                           'aborted before its switch-over' % started['uuid'], status=3)
+
+
+def test_abort_that_the_migration_outran_exits_3(rabbit_cloud):
+    """The abort is accepted but the job completes all the same (the simulated source
+    does not stop it, as when the abort loses the race against the switch-over)."""
+    guest = RABBIT_GUESTS['late']['uuid']
+    started = rabbit_cloud.migctl_json('migration', 'start', guest)
+    rabbit_cloud.wait_status(guest, ('running',))
+    result = rabbit_cloud.migctl('migration', 'abort', started['uuid'], '-f', 'json')
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert json.loads(result.stdout)['status'] == 'completed', result.stderr
+    assert _error_lines(result.stderr) == [
+        'migctl: error: migration %s completed before the abort took effect: the '
+        'instance runs on sim-2' % started['uuid']]
 
 
 if __name__ == '__main__':
