@@ -1,6 +1,6 @@
 """``migctl``: the operator's command line, a client of the conductor's RPC API.
 
-    migctl [--config-file F] COMMAND [ARGS]
+    migctl [--config-file F] [--ping-timeout S] COMMAND [ARGS]
     migctl host list | host show HOST | instance list [--host HOST]
     migctl migration start INSTANCE [--host H [--force]] [--wait]
     migctl migration list [--status S] [--host H] [--instance I] | migration show M
@@ -9,12 +9,16 @@
 Output is a table by default (``-f json``, ``-f yaml``, ``-f csv``, ``-f value`` from
 cliff).
 
-With a broker transport, migctl sends RPC calls to the running conductor. With the
-in-process transport of the all-in-one mode (the embedded default) there is no service
-to call across processes, so migctl runs the conductor and the configured agents inside
-its own process for the duration of the command, and says so on stderr (their log goes
-to ``[DEFAULT] log_file``, or to stderr with ``-v``). Neither starts before the command
-line has been parsed: a usage error starts nothing.
+With a broker transport, migctl sends RPC calls to the running conductor, after a
+``ping`` that waits at most ``--ping-timeout`` seconds (default 5, and never longer than
+``rpc_response_timeout``), so that a missing conductor is reported in seconds rather
+than after the whole RPC timeout. A conductor older than API 1.4 has no ``ping``; the
+error it answers with shows it is alive. With the in-process transport of the
+all-in-one mode (the embedded default) there is no service to call across processes,
+so migctl runs the conductor and the configured agents inside its own process for the
+duration of the command, and says so on stderr (their log goes to ``[DEFAULT]
+log_file``, or to stderr with ``-v``). Neither starts before the command line has been
+parsed: a usage error starts nothing.
 
 Exit status (a script may rely on these; every error is one line ``migctl: error: ...``
 on stderr, never a traceback unless ``--debug`` asks for it):
@@ -53,6 +57,7 @@ from cliff import lister
 from cliff import show
 from oslo_config import cfg
 import oslo_messaging as messaging
+from oslo_messaging.rpc import dispatcher
 
 from migration_conductor import cmd
 from migration_conductor import context as mc_context
@@ -101,6 +106,11 @@ EXIT_CODES_HELP = """exit status:
   6  the migration ended cancelled
   7  the migration ended error
 Errors are one line "migctl: error: ..." on stderr."""
+
+DEFAULT_PING_TIMEOUT = 5.0
+# ``ping`` is unknown to a conductor older than API 1.4: its answer proves it is alive.
+_OLD_CONDUCTOR_ERRORS = (dispatcher.NoSuchMethod, dispatcher.UnsupportedVersion)
+
 
 def exit_status(exc):
     """The exit status for error ``exc`` (see the module docstring)."""
@@ -157,6 +167,16 @@ class _UsageErrors:
 
     def get_parser(self, prog_name):
         return _exit_on_usage_error(super().get_parser(prog_name))
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError('%r is not a number of seconds' % text)
+    return value
 
 
 # --- display ---------------------------------------------------------------------------
@@ -461,6 +481,12 @@ class MigctlApp(app.App):
         parser.add_argument('--config-file', action='append', default=[],
                             help='Configuration file (repeatable); default: the standard '
                                  'locations of migration-conductor.conf.')
+        parser.add_argument('--ping-timeout', type=_seconds,
+                            default=DEFAULT_PING_TIMEOUT, metavar='SECONDS',
+                            help='With a broker: how long to wait for a conductor to '
+                                 'answer a ping before the command (default %g, at '
+                                 'most rpc_response_timeout; 0 skips the ping).'
+                                 % DEFAULT_PING_TIMEOUT)
         return _exit_on_usage_error(parser)
 
     def configure_logging(self):
@@ -524,9 +550,10 @@ class MigctlApp(app.App):
         self.context = mc_context.get_admin_context()
 
     def connect(self):
-        """Reach a conductor: start the all-in-one services, or check the broker.
+        """Reach a conductor: start the all-in-one services, or check broker and ping.
 
         :raises ConfigurationError: the broker or an all-in-one agent cannot be reached.
+        :raises ConductorUnavailable: no conductor answered the ping.
         """
         if self.conductor is not None:
             return
@@ -536,6 +563,25 @@ class MigctlApp(app.App):
             return
         rpc.check_transport(self.conf)
         self.conductor = rpcapi.ConductorAPI(self.conf, 'migctl')
+        self._ping()
+
+    def _ping(self):
+        timeout = min(self.options.ping_timeout, self.conf.rpc_response_timeout)
+        if timeout <= 0:
+            return
+        try:
+            answer = self.conductor.ping(self.context, timeout=timeout)
+        except messaging.MessagingTimeout:
+            raise self.conductor_unavailable(timeout)
+        except _OLD_CONDUCTOR_ERRORS:
+            answer = {'api_version': 'older than 1.4'}
+        except messaging.RemoteError as exc:
+            # Over a broker the dispatcher's errors come back as a RemoteError.
+            if exc.exc_type not in [e.__name__ for e in _OLD_CONDUCTOR_ERRORS]:
+                raise
+            answer = {'api_version': 'older than 1.4'}
+        LOG.debug('Conductor %s (API %s) answers on topic %s', answer.get('host', '?'),
+                  answer.get('api_version'), self.conf.conductor.topic)
 
     def conductor_unavailable(self, timeout):
         return exception.ConductorUnavailable(

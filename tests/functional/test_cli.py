@@ -71,6 +71,15 @@ def _seed_simulated_hosts(spec):
     agent_manager.AgentManager.finish_on_destination = unconfirmed_finish
 
 
+def _as_older_conductor():
+    """Serve conductor API 1.3, which has no ``ping``."""
+    import oslo_messaging as messaging
+
+    from migration_conductor import manager
+    del manager.ConductorManager.ping
+    manager.ConductorManager.target = messaging.Target(version='1.3')
+
+
 def _break_list_hosts():
     """The conductor fails in list_hosts with an error nobody expects."""
     from migration_conductor import manager
@@ -84,6 +93,8 @@ def _child_main(prog, argv):
     import migration_conductor.cmd  # noqa: F401 (first: it silences eventlet's notice)
     if os.environ.get('MC_TEST_SIMULATED'):
         _seed_simulated_hosts(json.loads(os.environ['MC_TEST_SIMULATED']))
+    if os.environ.get('MC_TEST_OLDER_CONDUCTOR'):
+        _as_older_conductor()
     if os.environ.get('MC_TEST_BREAK_LIST_HOSTS'):
         _break_list_hosts()
     [entry] = importlib.metadata.entry_points(group='console_scripts', name=prog)
@@ -267,12 +278,23 @@ def test_manage_db_upgrade_then_version(tmp_path):
     assert 'up to date' in after.stdout, after.stdout
 
 
-def test_migctl_without_a_running_conductor(tmp_path):
+def test_migctl_without_a_running_conductor_says_so_within_seconds(tmp_path):
+    """The ping waits 5 s, not the 60 s of rpc_response_timeout (the default here)."""
+    config = ('[DEFAULT]\ntransport_url = %s\n[conductor]\ntopic = mc_nobody_%s\n'
+              % (RABBIT, uuidlib.uuid4().hex))
+    started = time.monotonic()
+    result = _run(tmp_path, 'migctl', ['host', 'list'], config, timeout=90)
+    elapsed = time.monotonic() - started
+    _assert_one_line_error(result, 'migctl', 'no conductor answered on topic mc_nobody_',
+                           'within 5 s', 'rabbit://guest:***@127.0.0.1:5672/')
+    assert elapsed < 15, elapsed
+
+
+def test_migctl_ping_waits_at_most_rpc_response_timeout(tmp_path):
     config = ('[DEFAULT]\ntransport_url = %s\nrpc_response_timeout = 2\n'
               '[conductor]\ntopic = mc_nobody_%s\n' % (RABBIT, uuidlib.uuid4().hex))
     result = _run(tmp_path, 'migctl', ['host', 'list'], config)
-    _assert_one_line_error(result, 'migctl', 'no conductor answered on topic mc_nobody_',
-                           'within 2 s', 'guest:***@')
+    _assert_one_line_error(result, 'migctl', 'no conductor answered', 'within 2 s')
 
 
 # --- usage: exit 3, nothing started ----------------------------------------------------
@@ -283,6 +305,7 @@ def test_migctl_without_a_running_conductor(tmp_path):
      ['migration start: ', "invalid choice: 'maybe'"]),
     (['migration', 'list', '--limit', 'many'], ['--limit', "'many'"]),
     (['host', 'list', '--bogus'], ['unrecognized arguments: --bogus']),
+    (['--ping-timeout', 'soon', 'host', 'list'], ['--ping-timeout', "'soon'"]),
     (['--config-file'], ['--config-file', 'expected one argument']),
 ])
 def test_usage_errors_exit_3_with_one_line_and_the_usage(tmp_path, args, needles):
@@ -519,6 +542,14 @@ def rabbit_cloud(tmp_path_factory):
         _stop(process, topic, ['sim-1', 'sim-2'])
 
 
+def test_ping_then_the_call_over_rabbitmq(rabbit_cloud):
+    result = rabbit_cloud.migctl('-v', 'host', 'list', '-f', 'json')
+    assert result.returncode == 0, result.stderr
+    assert sorted(h['host'] for h in json.loads(result.stdout)) == ['sim-1', 'sim-2']
+    assert 'Conductor cli-conductor (API 1.4) answers on topic %s' % rabbit_cloud.topic \
+        in result.stderr
+
+
 def test_remote_not_found_exits_4(rabbit_cloud):
     missing = '00000000-0000-4000-8000-0000000000aa'
     result = rabbit_cloud.migctl('migration', 'show', missing)
@@ -574,6 +605,19 @@ def test_abort_that_the_migration_outran_exits_3(rabbit_cloud):
     assert _error_lines(result.stderr) == [
         'migctl: error: migration %s completed before the abort took effect: the '
         'instance runs on sim-2' % started['uuid']]
+
+
+def test_a_conductor_older_than_ping_counts_as_alive(tmp_path):
+    topic = 'mc_cli_old_%s' % uuidlib.uuid4().hex[:12]
+    process = _start_conductor(tmp_path, topic, '', older_conductor=1)
+    try:
+        cloud = _RabbitCloud(tmp_path, topic)
+        result = cloud.migctl('-v', 'host', 'list', '-f', 'json')
+    finally:
+        _stop(process, topic, [])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    assert '(API older than 1.4) answers' in result.stderr
 
 
 if __name__ == '__main__':
