@@ -7,7 +7,11 @@
     migctl migration abort M | migration force-complete M
 
 Output is a table by default (``-f json``, ``-f yaml``, ``-f csv``, ``-f value`` from
-cliff).
+cliff). The table is for people: sizes in MiB, times with their unit, labels in words,
+figures that mean nothing any more (the expected downtime of a migration that ended)
+left out. Every other format is for scripts: the fields keep their names and raw values
+(bytes, milliseconds, ISO 8601 timestamps with milliseconds), plus ``job_time_ms`` and
+``duration_ms`` for migrations; ``-c FIELD`` takes those names in every format.
 
 With a broker transport, migctl sends RPC calls to the running conductor, after a
 ``ping`` that waits at most ``--ping-timeout`` seconds (default 5, and never longer than
@@ -45,6 +49,7 @@ the conductor refuses it; in both cases the instance runs on the destination.
 """
 
 import argparse
+import datetime
 import logging
 import sys
 import time
@@ -105,7 +110,8 @@ EXIT_CODES_HELP = """exit status:
   5  the migration ended failed      (migration start --wait, abort, force-complete)
   6  the migration ended cancelled
   7  the migration ended error
-Errors are one line "migctl: error: ..." on stderr."""
+Errors are one line "migctl: error: ..." on stderr. The table format is for people
+(MiB, units, labels); -f json/yaml/csv/value keep raw fields (bytes, milliseconds)."""
 
 DEFAULT_PING_TIMEOUT = 5.0
 # ``ping`` is unknown to a conductor older than API 1.4: its answer proves it is alive.
@@ -181,10 +187,14 @@ def _seconds(text):
 
 # --- display ---------------------------------------------------------------------------
 
+_MIB = 1024 * 1024
+
+
 def _value(obj, name):
+    """The field as a script reads it: raw, a timestamp with milliseconds, or None."""
     value = getattr(obj, name) if obj.obj_attr_is_set(name) else None
     if hasattr(value, 'isoformat'):
-        return value.isoformat(timespec='seconds')
+        return value.isoformat(timespec='milliseconds')
     if isinstance(value, list):
         return ','.join(value)
     return value
@@ -194,47 +204,205 @@ def _raw(obj, name):
     return getattr(obj, name) if obj.obj_attr_is_set(name) else None
 
 
-_MIGRATION_COLUMNS = ('uuid', 'instance_uuid', 'status', 'source_host', 'dest_host',
-                      'requested_dest', 'force', 'memory_total', 'memory_processed',
-                      'memory_remaining', 'dirty_rate', 'iteration',
-                      'expected_downtime_ms', 'downtime_ms', 'total_time_ms',
-                      'error', 'created_at', 'started_at', 'finished_at')
-_MIGRATION_LIST_COLUMNS = ('uuid', 'instance_uuid', 'status', 'source_host', 'dest_host',
-                           'downtime_ms', 'total_time_ms', 'created_at')
-_MIB = 1024 * 1024
+def _mib(size):
+    return '-' if size is None else '%.1f MiB' % (size / _MIB)
 
 
-def _migration_row(migration, columns):
+def _time(ms):
+    if ms is None:
+        return '-'
+    if ms < 1000:
+        return '%d ms' % ms
+    if ms < 60000:
+        return '%.2f s' % (ms / 1000.0)
+    minutes, seconds = divmod(ms / 1000.0, 60)
+    return '%d min %02.0f s' % (minutes, seconds)
+
+
+def _utc(value):
+    return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+
+
+def _job_time_ms(migration):
+    """libvirt's job time (``total_time_ms``), or None when no job ran."""
+    total = _raw(migration, 'total_time_ms')
+    if not total or _raw(migration, 'started_at') is None:
+        return None
+    return total
+
+
+def _duration_ms(migration):
+    """The migration's wall time: from the request to its end (to now in flight)."""
+    created = _raw(migration, 'created_at')
+    if created is None:
+        return None
+    end = _raw(migration, 'finished_at')
+    if end is None and migration.status in states.TERMINAL_STATES:
+        end = _raw(migration, 'updated_at')
+    if end is None:
+        end = datetime.datetime.now(datetime.timezone.utc)
+    return max(0, int((_utc(end) - _utc(created)).total_seconds() * 1000))
+
+
+def _memory_sent(migration):
+    sent, total = _raw(migration, 'memory_processed'), _raw(migration, 'memory_total')
+    text = _mib(sent)
+    if sent is not None and total and sent > total:
+        text += (' (%s of it sent again: pages the guest wrote after they were sent)'
+                 % _mib(sent - total))
+    return text
+
+
+def _expected_downtime(migration):
+    # Only an estimate while the job runs: gone once it ended.
+    if migration.status not in (states.RUNNING, states.RUNNING_POSTCOPY,
+                                states.CANCELLING):
+        return None
+    value = _raw(migration, 'expected_downtime_ms')
+    return None if value is None else _time(value)
+
+
+def _duration(migration):
+    text = _time(_duration_ms(migration))
+    if migration.status not in states.TERMINAL_STATES and text != '-':
+        text += ' so far'
+    return text
+
+
+def _timestamp(name):
+    return lambda m: _value(m, name) or '-'
+
+
+def _plain(name):
+    return lambda m: '-' if _value(m, name) is None else str(_value(m, name))
+
+
+# (field as scripts name it, label in the table, its text in the table; None: no row)
+_MIGRATION_VIEW = (
+    ('uuid', 'uuid', _plain('uuid')),
+    ('instance_uuid', 'instance', _plain('instance_uuid')),
+    ('status', 'status', _plain('status')),
+    ('source_host', 'source host', _plain('source_host')),
+    ('dest_host', 'destination host', _plain('dest_host')),
+    ('requested_dest', 'requested destination', _plain('requested_dest')),
+    ('force', 'forced', lambda m: 'yes' if _raw(m, 'force') else 'no'),
+    ('memory_total', 'guest memory', lambda m: _mib(_raw(m, 'memory_total'))),
+    ('memory_processed', 'memory sent', _memory_sent),
+    ('memory_remaining', 'memory remaining', lambda m: _mib(_raw(m, 'memory_remaining'))),
+    ('dirty_rate', 'dirty rate',
+     lambda m: '-' if _raw(m, 'dirty_rate') is None else _mib(m.dirty_rate) + '/s'),
+    ('iteration', 'iteration', _plain('iteration')),
+    ('expected_downtime_ms', 'expected downtime', _expected_downtime),
+    ('downtime_ms', 'downtime', lambda m: _time(_raw(m, 'downtime_ms'))),
+    ('total_time_ms', 'job time (libvirt)', lambda m: _time(_job_time_ms(m))),
+    ('duration_ms', 'duration (request to end)', _duration),
+    ('error', 'error', _plain('error')),
+    ('created_at', 'requested at', _timestamp('created_at')),
+    ('started_at', 'job started at', _timestamp('started_at')),
+    ('finished_at', 'finished at', _timestamp('finished_at')),
+)
+_LABELS = {name: label for name, label, _text in _MIGRATION_VIEW}
+_LABELS['job_time_ms'] = _LABELS['total_time_ms']
+_TEXTS = {name: text for name, _label, text in _MIGRATION_VIEW}
+
+# Machine fields: the existing names and raw values, then what migctl derives.
+_MIGRATION_FIELDS = ('uuid', 'instance_uuid', 'status', 'source_host', 'dest_host',
+                     'requested_dest', 'force', 'memory_total', 'memory_processed',
+                     'memory_remaining', 'dirty_rate', 'iteration',
+                     'expected_downtime_ms', 'downtime_ms', 'total_time_ms',
+                     'job_time_ms', 'duration_ms', 'error', 'created_at', 'started_at',
+                     'finished_at')
+_MIGRATION_LIST_FIELDS = ('uuid', 'instance_uuid', 'status', 'source_host', 'dest_host',
+                          'downtime_ms', 'total_time_ms', 'job_time_ms', 'duration_ms',
+                          'created_at')
+_MIGRATION_LIST_VIEW = ('uuid', 'instance_uuid', 'status', 'source_host', 'dest_host',
+                        'downtime_ms', 'total_time_ms', 'duration_ms', 'created_at')
+_DERIVED = {'job_time_ms': _job_time_ms, 'duration_ms': _duration_ms}
+
+
+def _machine_row(migration, fields):
     row = []
-    for column in columns:
-        value = _value(migration, column)
-        if column == 'error' and value is not None:
+    for field in fields:
+        if field in _DERIVED:
+            value = _DERIVED[field](migration)
+        else:
+            value = _value(migration, field)
+        if field == 'error' and value is not None:
             value = str(value)
         row.append(value)
     return row
 
 
+def _for_people(parsed_args):
+    return parsed_args.formatter == 'table'
+
+
+def _use_labels(parsed_args):
+    """Let ``-c``/``--sort-column`` name a field as scripts do in the table too."""
+    for option in ('columns', 'sort_columns'):
+        names = getattr(parsed_args, option, None)
+        if names:
+            setattr(parsed_args, option, [_LABELS.get(n, n) for n in names])
+
+
 def _migration_view(parsed_args, migration):
-    return _MIGRATION_COLUMNS, _migration_row(migration, _MIGRATION_COLUMNS)
+    """(columns, values) of one migration in the chosen format."""
+    if not _for_people(parsed_args):
+        return _MIGRATION_FIELDS, _machine_row(migration, _MIGRATION_FIELDS)
+    _use_labels(parsed_args)
+    rows = [(label, text(migration)) for _name, label, text in _MIGRATION_VIEW]
+    rows = [(label, value) for label, value in rows if value is not None]
+    return tuple(r[0] for r in rows), [r[1] for r in rows]
 
 
 def _migration_list_view(parsed_args, migrations):
-    return (_MIGRATION_LIST_COLUMNS,
-            [_migration_row(m, _MIGRATION_LIST_COLUMNS) for m in migrations])
+    if not _for_people(parsed_args):
+        return (_MIGRATION_LIST_FIELDS,
+                [_machine_row(m, _MIGRATION_LIST_FIELDS) for m in migrations])
+    _use_labels(parsed_args)
+    return (tuple(_LABELS[name] for name in _MIGRATION_LIST_VIEW),
+            [[_TEXTS[name](m) for name in _MIGRATION_LIST_VIEW] for m in migrations])
+
+
+_JOB_STATES = (states.RUNNING, states.RUNNING_POSTCOPY, states.CANCELLING)
+_BEFORE_JOB_STATES = (states.SCHEDULING, states.PRE_CHECKING, states.CLAIMING,
+                      states.PREPARING)
 
 
 def _progress_line(migration):
-    def mib(name):
-        value = _value(migration, name)
-        return '-' if value is None else '%.0f' % (value / _MIB)
-    line = '%s' % migration.status
-    if migration.status in ('running', 'running-postcopy', 'cancelling'):
-        line += (': %s/%s MiB sent, %s MiB remaining, iteration %s, dirty %s MiB/s'
-                 % (mib('memory_processed'), mib('memory_total'), mib('memory_remaining'),
-                    _value(migration, 'iteration') or '-', mib('dirty_rate')))
-    elif migration.status in ('scheduling', 'pre-checking', 'claiming', 'preparing'):
-        line += ' (destination %s)' % (_value(migration, 'dest_host') or 'not chosen yet')
-    return line
+    """One line on a migration's progress, in the units of the table."""
+    status = migration.status
+    total = _raw(migration, 'memory_total')
+    if status in _JOB_STATES:
+        if not total:
+            if _raw(migration, 'started_at') is None:
+                return '%s (no job started: nothing sent)' % status
+            return '%s (no figures from the job yet)' % status
+        sent = _raw(migration, 'memory_processed') or 0
+        line = '%s: %s sent of %s guest memory' % (status, _mib(sent), _mib(total))
+        if sent > total:
+            line += ' (%s sent again)' % _mib(sent - total)
+        line += ', %s remaining, iteration %s' % (
+            _mib(_raw(migration, 'memory_remaining')),
+            _raw(migration, 'iteration') or '-')
+        if _raw(migration, 'dirty_rate') is not None:
+            line += ', dirtying %s/s' % _mib(migration.dirty_rate)
+        if _expected_downtime(migration):
+            line += ', expected downtime %s' % _expected_downtime(migration)
+        return line
+    if status in _BEFORE_JOB_STATES:
+        dest = _value(migration, 'dest_host') or 'not chosen yet'
+        return '%s (destination %s)' % (status, dest)
+    if status == states.COMPLETED:
+        return ('completed on %s: downtime %s, %s sent, job time %s, %s since the '
+                'request' % (_value(migration, 'dest_host'),
+                             _time(_raw(migration, 'downtime_ms')),
+                             _mib(_raw(migration, 'memory_processed')),
+                             _time(_job_time_ms(migration)),
+                             _time(_duration_ms(migration))))
+    if status in (states.FAILED, states.ERROR) and _raw(migration, 'error'):
+        return '%s: %s' % (status, migration.error)
+    return status
 
 
 # --- commands --------------------------------------------------------------------------

@@ -25,6 +25,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RABBIT = 'rabbit://guest:guest@127.0.0.1:5672/'
+TIMESTAMP_MS = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$')
+MIB = 1024 * 1024
 
 
 # --- the child's side: test controls of the simulated hosts ----------------------------
@@ -186,6 +188,7 @@ def test_migctl_all_in_one_lists_hosts_as_json(tmp_path):
     hosts = json.loads(result.stdout)
     assert sorted(h['host'] for h in hosts) == ['sim-1', 'sim-2']
     assert all(h['up'] is True for h in hosts)
+    assert all(TIMESTAMP_MS.match(h['last_heartbeat']) for h in hosts), hosts
     assert 'all-in-one' in result.stderr
     # The embedded SQLite database was created under state_path.
     assert (tmp_path / 'migration_conductor.sqlite').exists()
@@ -411,16 +414,65 @@ def test_unexpected_error_in_the_conductor_exits_1_with_one_line(tmp_path):
 
 # --- a migration followed to its end (all-in-one) --------------------------------------
 
-def test_wait_until_completed_exits_0(tmp_path):
-    guest = _guest('g-moves')
-    result = _run(tmp_path, 'migctl', ['migration', 'start', guest['uuid'], '--wait',
-                                       '-f', 'json'], _aio_config(tmp_path),
-                  simulated={'sim-1': {'domains': [guest]}})
+def test_wait_until_completed_shows_the_migration_for_people(tmp_path):
+    """2 GiB dirtied at 200 MiB/s: pages are sent again, and the job takes about 2 s."""
+    guest = _guest('g-dirty', memory_mb=2048, dirty_rate_mib=200)
+    config = _aio_config(tmp_path)
+    result = _run(tmp_path, 'migctl', ['migration', 'start', guest['uuid'], '--wait'],
+                  config, simulated={'sim-1': {'domains': [guest]}})
     assert result.returncode == 0, result.stderr
     assert _error_lines(result.stderr) == [], result.stderr
-    record = json.loads(result.stdout)
-    assert (record['status'], record['source_host'], record['dest_host']) == (
-        'completed', 'sim-1', 'sim-2')
+    rows = dict(re.findall(r'^\| (\S.*?\S)\s+\| (.*?)\s*\|$', result.stdout, re.M))
+    assert rows['status'] == 'completed'
+    assert rows['guest memory'] == '2048.0 MiB'
+    sent = re.match(r'^(\d+\.\d) MiB \((\d+\.\d) MiB of it sent again: pages the guest '
+                    r'wrote after they were sent\)$', rows['memory sent'])
+    assert sent and round(float(sent.group(1)) - float(sent.group(2)), 1) == 2048.0, rows
+    assert rows['memory remaining'] == '0.0 MiB'
+    assert rows['dirty rate'] == '200.0 MiB/s'
+    assert re.match(r'^\d+ ms$', rows['downtime']), rows
+    assert re.match(r'^\d\.\d\d s$', rows['job time (libvirt)']), rows
+    assert re.match(r'^\d+(\.\d\d)? m?s$', rows['duration (request to end)']), rows
+    assert 'expected downtime' not in rows      # only meaningful while the job runs
+    for label in ('requested at', 'job started at', 'finished at'):
+        assert TIMESTAMP_MS.match(rows[label]), (label, rows[label])
+    assert not [value for label, value in rows.items()
+                if label not in ('uuid', 'instance') and re.search(r'\d{7,}', value)], \
+        'a raw byte count in the table'
+    progress = [line.strip() for line in result.stderr.splitlines()
+                if line.startswith('  running: ')]
+    assert progress, result.stderr
+    assert all(re.match(r'^running: \d+\.\d MiB sent of 2048\.0 MiB guest memory', line)
+               and 'MiB/s' in line for line in progress), progress
+    assert re.search(r'^  completed on sim-2: downtime \d+ ms, \d+\.\d MiB sent, '
+                     r'job time \d\.\d\d s', result.stderr, re.M), result.stderr
+
+    migration_uuid = rows['uuid']
+    shown = _run(tmp_path, 'migctl', ['migration', 'show', migration_uuid, '-f', 'json'],
+                 config)
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert (record['uuid'], record['status'], record['source_host'],
+            record['dest_host'], record['force'], record['error']) == (
+        migration_uuid, 'completed', 'sim-1', 'sim-2', False, None)
+    assert record['memory_total'] == 2048 * MIB
+    assert isinstance(record['memory_processed'], int)
+    assert record['memory_processed'] > record['memory_total']
+    assert float(sent.group(1)) == round(record['memory_processed'] / MIB, 1)
+    for field in ('downtime_ms', 'total_time_ms', 'job_time_ms', 'duration_ms'):
+        assert isinstance(record[field], int), (field, record[field])
+    assert record['job_time_ms'] == record['total_time_ms'] > 1000
+    for field in ('created_at', 'started_at', 'finished_at'):
+        assert TIMESTAMP_MS.match(record[field]), (field, record[field])
+
+    listed = _run(tmp_path, 'migctl', ['migration', 'list', '-c', 'uuid', '-c',
+                                       'total_time_ms', '-c', 'duration_ms'], config)
+    assert listed.returncode == 0, listed.stderr
+    header, row = [line for line in listed.stdout.splitlines() if line.startswith('|')]
+    assert [c.strip() for c in header.strip('|').split('|')] == [
+        'uuid', 'job time (libvirt)', 'duration (request to end)']
+    assert re.match(r'^\| %s \| \d\.\d\d s\s+\| \d+(\.\d\d)? m?s\s+\|$'
+                    % migration_uuid, row), row
 
 
 def test_wait_until_failed_exits_5(tmp_path):
@@ -574,6 +626,10 @@ def test_wait_ends_cancelled_by_an_abort_from_another_run(rabbit_cloud):
     assert aborted.returncode == 0, aborted.stderr
     assert json.loads(aborted.stdout)['status'] == 'cancelled'
     assert _error_lines(aborted.stderr) == []
+    # The job ran: a progress line while cancelling has its figures, in MiB.
+    assert all(re.match(r'^  cancelling: \d+\.\d MiB sent of 4096\.0 MiB guest memory',
+                        line) for line in aborted.stderr.splitlines()
+               if line.startswith('  cancelling')), aborted.stderr
     assert waiting.returncode == 6, (out, err)
     assert json.loads(out)['status'] == 'cancelled'
     assert _error_lines(err) == [
@@ -618,6 +674,64 @@ def test_a_conductor_older_than_ping_counts_as_alive(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
     assert '(API older than 1.4) answers' in result.stderr
+
+
+# --- display rules on records no run above produces ------------------------------------
+
+def _migration(**fields):
+    from migration_conductor import objects
+    values = {'uuid': str(uuidlib.uuid4()), 'instance_uuid': str(uuidlib.uuid4()),
+              'source_host': 'sim-1', 'dest_host': 'sim-2', 'requested_dest': None,
+              'force': False, 'error': None, 'started_at': None, 'finished_at': None,
+              'memory_total': None, 'memory_processed': None, 'memory_remaining': None,
+              'dirty_rate': None, 'iteration': None, 'expected_downtime_ms': None,
+              'downtime_ms': None, 'total_time_ms': None,
+              'created_at': _at(0)}
+    values.update(fields)
+    return objects.Migration(**values)
+
+
+def _at(seconds):
+    import datetime
+    return (datetime.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.timezone.utc)
+            + datetime.timedelta(seconds=seconds))
+
+
+def _table(migration):
+    from migration_conductor.cmd import migctl
+
+    class Args:
+        formatter = 'table'
+        columns = []
+    return dict(zip(*migctl._migration_view(Args(), migration)))
+
+
+def test_a_cancelled_migration_whose_job_never_ran_shows_no_job_time():
+    from migration_conductor.cmd import migctl
+    migration = _migration(status='cancelled', total_time_ms=0, memory_total=0,
+                           memory_processed=0, finished_at=_at(1.5))
+    rows = _table(migration)
+    assert rows['job time (libvirt)'] == '-'
+    assert rows['duration (request to end)'] == '1.50 s'
+    assert rows['requested at'] == '2026-01-02T03:04:05.678+00:00'
+    assert migctl._progress_line(_migration(status='cancelling', memory_total=0,
+                                            memory_processed=0)) == \
+        'cancelling (no job started: nothing sent)'
+    assert migctl._progress_line(_migration(status='cancelling', started_at=_at(0))) == \
+        'cancelling (no figures from the job yet)'
+
+
+def test_expected_downtime_shows_while_the_job_runs_only():
+    running = _migration(status='running', started_at=_at(0), memory_total=512 * MIB,
+                         memory_processed=100 * MIB, memory_remaining=412 * MIB,
+                         dirty_rate=0, iteration=1, expected_downtime_ms=412,
+                         total_time_ms=100)
+    rows = _table(running)
+    assert rows['expected downtime'] == '412 ms'
+    assert rows['duration (request to end)'].endswith(' so far')
+    running.status = 'completed'
+    running.finished_at = _at(2)
+    assert 'expected downtime' not in _table(running)
 
 
 if __name__ == '__main__':
