@@ -1,8 +1,9 @@
 """The conductor's RPC endpoint: the one place where requests enter the conductor.
 
 Runs in oslo.messaging's threading executor: several requests are served at once, each
-in its own thread with its own database transaction. Every method first checks policy,
-then delegates to a domain module (:mod:`migration_conductor.inventory`, ...).
+in its own thread with its own database transaction. Every method but ``ping`` first
+checks policy, then delegates to a domain module (:mod:`migration_conductor.inventory`,
+:mod:`migration_conductor.job_reports`, ...).
 """
 
 import logging
@@ -44,7 +45,7 @@ class ConductorManager:
         NOTE: no policy check: the answer (this conductor's host name and API version)
         tells a caller nothing a message on the topic could not.
         """
-        return {'host': self._conf.host, 'version': rpcapi.RPC_API_VERSION}
+        return {'host': self._conf.host, 'api_version': rpcapi.RPC_API_VERSION}
 
     @property
     def _down_time(self):

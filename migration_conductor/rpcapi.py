@@ -54,7 +54,10 @@ class ConductorAPI:
         return self.client.prepare().can_send_version(version)
 
     def ping(self, context, timeout=None):
-        """Whether a conductor serves the topic: ``{'host', 'version'}`` (call)."""
+        """Whether a conductor serves the topic: ``{'host', 'api_version'}`` (call).
+
+        :raises MessagingTimeout: no conductor answered within ``timeout``.
+        """
         cctxt = self.client.prepare(version='1.4', timeout=timeout)
         return cctxt.call(context, 'ping')
 
