@@ -212,13 +212,15 @@ def _local_image(the_lab, host, guest_name):
 def test_bad_requests_are_refused_with_one_line(lab, cloud, beating):
     _the_lab, hosts = lab
     before = cloud.migctl('migration', 'list')
-    for args, needle in (
-            (['00000000-0000-4000-8000-000000000000'], 'could not be found'),
-            (['no-such-guest'], 'Instance no-such-guest could not be found'),
-            ([beating.uuid, '--host', 'nowhere'], 'Compute host nowhere'),
-            ([beating.uuid, '--host', hosts[1].name], 'it is the source host')):
+    # migctl's exit statuses: 3 a refused or invalid request, 4 not found.
+    for args, needle, status in (
+            (['00000000-0000-4000-8000-000000000000'], 'could not be found', 4),
+            (['no-such-guest'], 'Instance no-such-guest could not be found', 4),
+            ([beating.uuid, '--host', 'nowhere'], 'Compute host nowhere', 4),
+            ([beating.uuid, '--host', hosts[1].name], 'it is the source host', 3),
+            ([beating.uuid, '--block-migration', 'maybe'], 'invalid choice', 3)):
         result = cloud.migctl('migration', 'start', *args, check=False)
-        assert result.returncode == 2, result.stderr
+        assert result.returncode == status, (args, result.returncode, result.stderr)
         assert needle in result.stderr and 'Traceback' not in result.stderr
     assert cloud.migctl('migration', 'list') == before
 
@@ -252,7 +254,7 @@ def test_a_named_destination_whose_agent_died_is_refused_within_a_bound(lab, clo
             asked = time.monotonic()
             result = cloud.migctl('migration', 'start', beating.uuid, '--host',
                                   dead.name, *force, check=False)
-            assert result.returncode != 0 and time.monotonic() - asked < 15
+            assert result.returncode == 3 and time.monotonic() - asked < 15
             assert 'Host %s cannot be the destination: it is down' % dead.name in \
                 result.stderr, result.stderr
         assert cloud.migctl('migration', 'list') == before
