@@ -297,6 +297,10 @@ _MIGRATION_VIEW = (
     ('total_time_ms', 'job time (libvirt)', lambda m: _time(_job_time_ms(m))),
     ('duration_ms', 'duration (request to end)', _duration),
     ('error', 'error', _plain('error')),
+    ('queue_position', 'place in the queue',
+     lambda m: None if _raw(m, 'queue_position') is None else str(m.queue_position)),
+    ('job_state', 'job (as its source reports it)', _plain('job_state')),
+    ('owner', 'driven by conductor', _plain('owner')),
     ('created_at', 'requested at', _timestamp('created_at')),
     ('started_at', 'job started at', _timestamp('started_at')),
     ('finished_at', 'finished at', _timestamp('finished_at')),
@@ -310,13 +314,15 @@ _MIGRATION_FIELDS = ('uuid', 'instance_uuid', 'status', 'source_host', 'dest_hos
                      'requested_dest', 'force', 'memory_total', 'memory_processed',
                      'memory_remaining', 'dirty_rate', 'iteration',
                      'expected_downtime_ms', 'downtime_ms', 'total_time_ms',
-                     'job_time_ms', 'duration_ms', 'error', 'created_at', 'started_at',
+                     'job_time_ms', 'duration_ms', 'error', 'queue_position',
+                     'job_state', 'owner', 'queued_at', 'created_at', 'started_at',
                      'finished_at')
-_MIGRATION_LIST_FIELDS = ('uuid', 'instance_uuid', 'status', 'source_host', 'dest_host',
-                          'downtime_ms', 'total_time_ms', 'job_time_ms', 'duration_ms',
-                          'created_at')
-_MIGRATION_LIST_VIEW = ('uuid', 'instance_uuid', 'status', 'source_host', 'dest_host',
-                        'downtime_ms', 'total_time_ms', 'duration_ms', 'created_at')
+_MIGRATION_LIST_FIELDS = ('uuid', 'instance_uuid', 'status', 'queue_position',
+                          'source_host', 'dest_host', 'downtime_ms', 'total_time_ms',
+                          'job_time_ms', 'duration_ms', 'created_at')
+_MIGRATION_LIST_VIEW = ('uuid', 'instance_uuid', 'status', 'queue_position',
+                        'source_host', 'dest_host', 'downtime_ms', 'total_time_ms',
+                        'duration_ms', 'created_at')
 _DERIVED = {'job_time_ms': _job_time_ms, 'duration_ms': _duration_ms}
 
 
@@ -361,7 +367,12 @@ def _migration_list_view(parsed_args, migrations):
                 [_machine_row(m, _MIGRATION_LIST_FIELDS) for m in migrations])
     _use_labels(parsed_args)
     return (tuple(_LABELS[name] for name in _MIGRATION_LIST_VIEW),
-            [[_TEXTS[name](m) for name in _MIGRATION_LIST_VIEW] for m in migrations])
+            [[_dash(_TEXTS[name](m)) for name in _MIGRATION_LIST_VIEW]
+             for m in migrations])
+
+
+def _dash(text):
+    return '-' if text is None else text
 
 
 _JOB_STATES = (states.RUNNING, states.RUNNING_POSTCOPY, states.CANCELLING)
@@ -390,6 +401,10 @@ def _progress_line(migration):
         if _expected_downtime(migration):
             line += ', expected downtime %s' % _expected_downtime(migration)
         return line
+    if status == states.QUEUED:
+        return ('queued (place %s in its hosts\' queues; %s to %s)'
+                % (_raw(migration, 'queue_position') or '-',
+                   _value(migration, 'source_host'), _value(migration, 'dest_host')))
     if status in _BEFORE_JOB_STATES:
         dest = _value(migration, 'dest_host') or 'not chosen yet'
         return '%s (destination %s)' % (status, dest)
@@ -480,6 +495,21 @@ class InstanceList(_ConductorCommand, lister.Lister):
                                                       host=parsed_args.host)
         return (_INSTANCE_COLUMNS,
                 [[_value(i, c) for c in _INSTANCE_COLUMNS] for i in instances])
+
+
+class InstanceDelete(_ConductorCommand, show.ShowOne):
+    """Forget an instance its host no longer reports (power state missing)."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('instance', help='UUID of the instance, or its name if '
+                                             'unique.')
+        return parser
+
+    def take_action(self, parsed_args):
+        instance = self.app.conductor.delete_instance(self.app.context,
+                                                      parsed_args.instance)
+        return _INSTANCE_COLUMNS, [_value(instance, c) for c in _INSTANCE_COLUMNS]
 
 
 class _MigrationShow(_ConductorCommand, show.ShowOne):
@@ -611,6 +641,7 @@ _COMMANDS = {
     'host list': HostList,
     'host show': HostShow,
     'instance list': InstanceList,
+    'instance delete': InstanceDelete,
     'migration start': MigrationStart,
     'migration show': MigrationShow,
     'migration list': MigrationList,

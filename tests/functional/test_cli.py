@@ -738,3 +738,34 @@ def test_expected_downtime_shows_while_the_job_runs_only():
 
 if __name__ == '__main__':
     sys.exit(_child_main(sys.argv[1], sys.argv[2:]))
+
+
+def test_instance_delete_forgets_only_an_instance_its_host_no_longer_reports(tmp_path):
+    """A guest reported once, then gone from its host, is ``missing``: ``instance
+    delete`` (by its name) forgets it; a guest still running is refused (status 3)."""
+    config = tmp_path / 'migctl.conf'
+    config.write_text(_aio_config(tmp_path))
+    gone = {'name': 'gone-guest', 'uuid': str(uuidlib.uuid4())}
+    kept = {'name': 'kept-guest', 'uuid': str(uuidlib.uuid4())}
+    listed = _run_with(config, 'migctl', ['instance', 'list', '-f', 'json'],
+                       simulated={'sim-1': {'domains': [gone, kept]}})
+    assert {i['name']: i['power_state'] for i in json.loads(listed.stdout)} == {
+        'gone-guest': 'running', 'kept-guest': 'running'}
+    # Next time sim-1 reports only kept-guest: gone-guest is missing.
+    listed = _run_with(config, 'migctl', ['instance', 'list', '-f', 'json'],
+                       simulated={'sim-1': {'domains': [kept]}})
+    assert {i['name']: i['power_state'] for i in json.loads(listed.stdout)} == {
+        'gone-guest': 'missing', 'kept-guest': 'running'}
+
+    refused = _run_with(config, 'migctl', ['instance', 'delete', 'kept-guest'],
+                        simulated={'sim-1': {'domains': [kept]}})
+    _assert_one_line_error(refused, 'migctl', 'only an instance its host no longer '
+                           'reports (missing) can be forgotten', status=3)
+    deleted = _run_with(config, 'migctl', ['instance', 'delete', 'gone-guest', '-f',
+                                           'json'],
+                        simulated={'sim-1': {'domains': [kept]}})
+    assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout)['uuid'] == gone['uuid']
+    listed = _run_with(config, 'migctl', ['instance', 'list', '-f', 'json'],
+                       simulated={'sim-1': {'domains': [kept]}})
+    assert [i['name'] for i in json.loads(listed.stdout)] == ['kept-guest']
