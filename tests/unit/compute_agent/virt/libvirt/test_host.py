@@ -156,6 +156,65 @@ def test_host_state_is_read_at_every_call():
     assert conn.calls['getType'] == conn.calls['getLibVersion'] == 1
 
 
+def test_a_cpu_verdict_is_kept_per_connection_and_cpu():
+    old = FakeConnection('aaaaaaaa-0000-4000-8000-000000000001')
+    new = FakeConnection('bbbbbbbb-0000-4000-8000-000000000002')
+    incompatible = _error(libvirt.VIR_ERR_CPU_INCOMPATIBLE,
+                          'the CPU is incompatible with host CPU: Host CPU does not '
+                          'provide required features: avx2')
+    old.cpu_answers[CPU_B] = incompatible
+    host, _ = _host(old, new)
+    assert host.compare_cpu(CPU_A) is None
+    assert host.compare_cpu(CPU_A) is None
+    assert 'avx2' in host.compare_cpu(CPU_B)
+    assert host.compare_cpu(CPU_B) == host.compare_cpu(CPU_B)
+    assert old.calls['compareCPU'] == 2          # once per CPU description
+    old.cpu_answers[CPU_A] = libvirt.VIR_CPU_COMPARE_INCOMPATIBLE
+    assert host.compare_cpu(CPU_A) is None       # same libvirtd: same verdict kept
+    # Another libvirtd (restarted, maybe on other silicon) is asked again.
+    old.alive = False
+    new.cpu_answers[CPU_A] = libvirt.VIR_CPU_COMPARE_INCOMPATIBLE
+    assert host.compare_cpu(CPU_A) == 'libvirt judges it incompatible'
+    assert host.compare_cpu(CPU_B) is None
+    assert new.calls['compareCPU'] == 2
+
+
+@pytest.mark.parametrize('answer, verdict', [
+    (_error(libvirt.VIR_ERR_INTERNAL_ERROR, 'internal error: cannot read cpu map'),
+     "libvirt cannot compare it with this host's CPU: internal error: cannot read cpu "
+     "map"),
+    (_error(libvirt.VIR_ERR_NO_SUPPORT, 'this function is not supported'), None),
+])
+def test_a_failed_cpu_comparison_is_asked_again(answer, verdict):
+    conn = FakeConnection('aaaaaaaa-0000-4000-8000-000000000001')
+    conn.cpu_answers[CPU_A] = answer
+    host, _ = _host(conn)
+    assert host.compare_cpu(CPU_A) == verdict
+    assert host.compare_cpu(CPU_A) == verdict
+    assert conn.calls['compareCPU'] == 2
+    del conn.cpu_answers[CPU_A]                  # libvirt answers now
+    assert host.compare_cpu(CPU_A) is None
+    assert host.compare_cpu(CPU_A) is None
+    assert conn.calls['compareCPU'] == 3
+
+
+def test_cpu_verdicts_beyond_the_bound_drop_the_oldest(monkeypatch):
+    monkeypatch.setattr(libvirt_host, 'CPU_COMPARISONS_KEPT', 2)
+    conn = FakeConnection('aaaaaaaa-0000-4000-8000-000000000001')
+    host, _ = _host(conn)
+    cpus = ['<cpu><model>m%d</model></cpu>' % i for i in range(3)]
+    for cpu in cpus:
+        host.compare_cpu(cpu)
+    assert conn.calls['compareCPU'] == 3
+    host.compare_cpu(cpus[2])
+    host.compare_cpu(cpus[1])
+    assert conn.calls['compareCPU'] == 3         # the two newest are kept
+    host.compare_cpu(cpus[0])
+    assert conn.calls['compareCPU'] == 4         # the oldest was dropped
+    host.get_capabilities()                      # other facts do not count
+    assert conn.calls['getCapabilities'] == 1
+
+
 def test_a_fact_read_on_a_replaced_connection_is_not_kept():
     old = FakeConnection('aaaaaaaa-0000-4000-8000-000000000001')
     new = FakeConnection('bbbbbbbb-0000-4000-8000-000000000002')
