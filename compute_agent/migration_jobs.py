@@ -26,6 +26,17 @@ GONE = 'gone'                 # the guest is not on this host and no record says
 
 _LIBVIRT_ACTIVE = ('unbounded', 'bounded')
 
+# NOTE: how often start() asks whether the job runs yet: after 5 ms, then twice as long
+# each time up to 50 ms. With a fixed 50 ms, start_migration answered 65 ms after it
+# was called (median of 3 bench runs of 10 migrations on the lab) while the job was
+# active about 10 ms in: libvirt reports the job 2.6 ms (2.6-4.0, 10 migrations) after
+# migrateToURI3 is called, which the job's thread reaches 5-7 ms after it starts
+# (its own connection, the domain, the maximum downtime), so the first ask, at once,
+# never finds it and the second came 50 ms later. Each ask is two or three libvirt
+# calls on the shared connection; the growing interval keeps a slow start cheap.
+START_POLL_FIRST = 0.005
+START_POLL_MAX = 0.05
+
 
 class _Job:
     def __init__(self, migration_uuid, instance_uuid):
@@ -71,11 +82,13 @@ class MigrationJobs:
                          {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
                           'dest': dest_uri, 'uri': migrate_uri})
         deadline = time.monotonic() + self._start_timeout
+        interval = START_POLL_FIRST
         while not job.done.is_set() and time.monotonic() < deadline:
             stats = self._driver.get_job_stats(instance_uuid)
             if stats and stats['type'] in _LIBVIRT_ACTIVE:
                 break
-            job.done.wait(0.05)
+            job.done.wait(interval)
+            interval = min(interval * 2, START_POLL_MAX)
         status = self.status(migration_uuid, instance_uuid)
         if status['state'] == FAILED:
             raise exception.MigrationJobFailed(instance_uuid=instance_uuid, host=self.host,
