@@ -3,7 +3,7 @@
     .venv/bin/python bench/control_plane.py [--migrations 20] [--soak 50] [--breakdown]
     .venv/bin/python bench/control_plane.py --real-hosts [--lab-state-dir DIR]
         [--lab-base-port PORT] [--lab-host-prefix PREFIX] [--guest NAME]
-        [--migrations 10] [--soak 20] [--breakdown]
+        [--disk-pool mc-shared|mc-local] [--migrations 10] [--soak 20] [--breakdown]
     .venv/bin/python bench/control_plane.py --compare-breakdown A[,A2...] B[,B2...]
 
 Runs the conductor as its own process (``migration-conductor``, RabbitMQ transport,
@@ -20,7 +20,10 @@ one guest back and forth. Two modes:
   guest is a real TCG guest that only beats (256 MiB, 32 MiB touched, 0 pages/s
   dirtied): the bench starts it on the first host through the lab API and removes it
   at the end, or, with ``--guest NAME``, uses a lab guest already running (left in
-  place). At the end the guest must still beat, or the run fails.
+  place). At the end the guest must still beat, or the run fails. With
+  ``--disk-pool mc-shared|mc-local`` the guest the bench starts has a disk in that
+  pool (shared: the destination finds it in its pool of the same UUID; local: every
+  migration copies it), to measure the storage decision.
 
 It measures, per migration:
 
@@ -38,8 +41,8 @@ conductor's work: database, taskflow, RPC round trips); see :func:`_instrument`.
 
 All times come from one clock (one machine). The figures are printed next to their
 targets and next to the last saved run of the same mode (as ratios), and saved under
-bench/results/ as ``control_plane-<mode>-<date>.json`` (files without a mode in their
-name are earlier simulated runs).
+bench/results/ as ``control_plane-<mode>[-<disk pool>]-<date>.json`` (files without a mode
+in their name are earlier simulated runs).
 """
 
 import argparse
@@ -308,8 +311,10 @@ class _RealGuest:
         self.hosts = running[:2]
         self.created = args.guest is None
         self.name = args.guest or 'mc-bench-%s' % uuid.uuid4().hex[:6]
+        self.settings = dict(REAL_GUEST, disk_pool=args.disk_pool)
         if self.created:
-            self.info = self.lab.start_guest(self.name, self.hosts[0].name, **REAL_GUEST)
+            self.info = self.lab.start_guest(self.name, self.hosts[0].name,
+                                             **self.settings)
         else:
             self.info = self.lab.guest(self.name)
             if self.info is None or self.info.host not in [h.name for h in self.hosts]:
@@ -340,7 +345,7 @@ class _RealGuest:
         return {'lab_state_dir': self.lab.state_dir,
                 'hosts': {h.name: h.uri for h in self.hosts},
                 'guest': self.name, 'guest_uuid': self.uuid, 'guest_created': self.created,
-                'guest_settings': REAL_GUEST if self.created else None,
+                'guest_settings': self.settings if self.created else None,
                 'accelerator': info.accelerator if info else None,
                 'runs_on_at_end': info.host if info else None}
 
@@ -361,6 +366,9 @@ def main():
     parser.add_argument('--lab-host-prefix')
     parser.add_argument('--guest', help='a running lab guest to move (default: the bench '
                                         'starts one and removes it at the end)')
+    parser.add_argument('--disk-pool', choices=('mc-shared', 'mc-local'),
+                        help='the guest the bench starts gets a disk in this lab pool '
+                             '(mc-local: every migration copies it); default diskless')
     parser.add_argument('--breakdown', action='store_true',
                         help='time each agent step and the gaps between them')
     parser.add_argument('--compare-breakdown', nargs=2, metavar=('A', 'B'),
@@ -532,13 +540,15 @@ def main():
     }
     if lab:
         result['lab'] = lab
+        result['disk_pool'] = args.disk_pool
     if args.breakdown:
         result['breakdown'] = _breakdown(events_path + '.steps', runs, len(first))
-    previous = _last_saved(mode)
+    previous = _last_saved(mode, args.disk_pool)
     _report(result, previous)
     os.makedirs(RESULTS, exist_ok=True)
+    tag = mode + ('-%s' % args.disk_pool if args.disk_pool else '')
     out = os.path.join(RESULTS, 'control_plane-%s-%s.json'
-                       % (mode, time.strftime('%Y%m%d-%H%M%S')))
+                       % (tag, time.strftime('%Y%m%d-%H%M%S')))
     with open(out, 'w') as saved:
         json.dump(result, saved, indent=1, sort_keys=True)
     print('saved %s' % os.path.relpath(out, TOP))
@@ -696,8 +706,9 @@ def _compare_breakdowns(group_a, group_b):
 
 # --- the report --------------------------------------------------------------------------
 
-def _last_saved(mode):
-    """The last saved result of ``mode`` (files without a mode are simulated), or None."""
+def _last_saved(mode, disk_pool=None):
+    """The last saved result of ``mode`` with a guest of the same disk pool (files
+    without a mode are simulated runs), or None."""
     found = []
     for path in glob.glob(os.path.join(RESULTS, 'control_plane-*.json')):
         try:
@@ -705,7 +716,8 @@ def _last_saved(mode):
                 result = json.load(saved)
         except (OSError, ValueError):
             continue
-        if result.get('mode', SIMULATED) == mode:
+        if (result.get('mode', SIMULATED) == mode
+                and result.get('disk_pool') == disk_pool):
             found.append((result.get('date', ''), path, result))
     if not found:
         return None
@@ -750,11 +762,13 @@ def _report(result, previous):
         print('  %-40s %6.2f' % (name, value))
     print('  Nova happy path: %(calls)d round trips + %(casts)d casts, '
           '%(compute_to_compute)d compute->compute calls' % result['nova_happy_path'])
+    what = result['mode'] + (', disk in %s' % result['disk_pool']
+                             if result.get('disk_pool') else '')
     if previous is None:
-        print('no earlier %s run saved to compare with' % result['mode'])
+        print('no earlier %s run saved to compare with' % what)
     else:
         print('against the last saved %s run (%s, %s): this / last'
-              % (result['mode'], previous['_path'], previous['date']))
+              % (what, previous['_path'], previous['date']))
         rows = []
         for key, label in (('request_to_call_ms', 'request -> libvirt migrate call'),
                            ('job_end_to_completed_ms', 'job end -> completed')):
