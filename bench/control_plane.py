@@ -371,6 +371,8 @@ def main():
                              '(mc-local: every migration copies it); default diskless')
     parser.add_argument('--breakdown', action='store_true',
                         help='time each agent step and the gaps between them')
+    parser.add_argument('--label', help='a word added to the result\'s file name and '
+                                        'saved in it (e.g. the code measured)')
     parser.add_argument('--compare-breakdown', nargs=2, metavar=('A', 'B'),
                         help='print the breakdowns of two saved results side by side '
                              '(each may be several results separated by commas)')
@@ -537,6 +539,8 @@ def main():
                                              for k, v in agent_msgs.items()}},
         'nova_happy_path': NOVA,
         'load_average': os.getloadavg(),
+        'code': _code_version(),
+        'label': args.label,
     }
     if lab:
         result['lab'] = lab
@@ -546,12 +550,26 @@ def main():
     previous = _last_saved(mode, args.disk_pool)
     _report(result, previous)
     os.makedirs(RESULTS, exist_ok=True)
-    tag = mode + ('-%s' % args.disk_pool if args.disk_pool else '')
+    tag = '-'.join([mode] + [t for t in (args.disk_pool, args.label) if t])
     out = os.path.join(RESULTS, 'control_plane-%s-%s.json'
                        % (tag, time.strftime('%Y%m%d-%H%M%S')))
     with open(out, 'w') as saved:
         json.dump(result, saved, indent=1, sort_keys=True)
     print('saved %s' % os.path.relpath(out, TOP))
+
+
+def _code_version():
+    """The commit measured, and the files of the services that differ from it."""
+    def git(*argv):
+        try:
+            return subprocess.run(['git', '-C', TOP] + list(argv), capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    changed = git('status', '--porcelain', '--', 'compute_agent', 'migration_conductor',
+                  'db')
+    return {'commit': git('rev-parse', '--short', 'HEAD'),
+            'changed_files': [line[3:] for line in (changed or '').splitlines()]}
 
 
 def _p90(values):
