@@ -286,6 +286,13 @@ def _rss_kib(pid):
     return None
 
 
+def _cpu_ms(pid):
+    """CPU time (user + system) the process has used, in ms."""
+    with open('/proc/%d/stat' % pid) as stat:
+        fields = stat.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf('SC_CLK_TCK')
+
+
 def _wait_ready(process, log_path, text, timeout=90):
     deadline = time.monotonic() + timeout
     while text not in open(log_path).read():
@@ -479,6 +486,7 @@ def main():
         for i in range(total):
             if i == 5:
                 rss_before = _rss_kib(conductor.pid)   # after warm-up
+                cpu_before = (_cpu_ms(conductor.pid), _cpu_ms(agents.pid))
             sent, finished = migrate_once()
             event = read_events()[-1]
             runs.append({'sent': sent,
@@ -486,6 +494,7 @@ def main():
                          'job_end_to_completed_ms': (finished - event['ended']) * 1000,
                          'job_ms': (event['ended'] - event['entered']) * 1000})
         rss_after = _rss_kib(conductor.pid)
+        cpu_after = (_cpu_ms(conductor.pid), _cpu_ms(agents.pid))
         caller_calls = dict(client_counts)
         db.close()
     finally:
@@ -532,6 +541,11 @@ def main():
         'ratio_to_target': {key: value / TARGET_MS for key, value in median.items()},
         'conductor_rss_kib': {'after_warmup': rss_before, 'after_all': rss_after,
                               'growth_kib': rss_after - rss_before},
+        # CPU per migration after the warm-up (5 migrations), whole migrations.
+        'cpu_ms_per_migration': {
+            name: round((after - before) / (n - 5), 1)
+            for name, before, after in zip(('conductor', 'agents'), cpu_before,
+                                           cpu_after)},
         'messages_per_migration': {
             'caller_to_conductor_calls': {k: round(v / n, 2)
                                           for k, v in caller_calls.items()},
@@ -772,6 +786,8 @@ def _report(result, previous):
           '(growth %+d KiB, %.2f%%)' % (rss['after_warmup'], rss['after_all'],
                                         result['migrations_total'], rss['growth_kib'],
                                         100.0 * rss['growth_kib'] / rss['after_warmup']))
+    print('CPU per migration (after warm-up): conductor %(conductor).1f ms, agents '
+          '%(agents).1f ms' % result['cpu_ms_per_migration'])
     msgs = result['messages_per_migration']
     print('RPC messages per migration (counted at the agents):')
     for name, value in sorted(msgs['caller_to_conductor_calls'].items()):
