@@ -376,6 +376,9 @@ def main():
     parser.add_argument('--disk-pool', choices=('mc-shared', 'mc-local'),
                         help='the guest the bench starts gets a disk in this lab pool '
                              '(mc-local: every migration copies it); default diskless')
+    parser.add_argument('--pause', type=float, default=0.0,
+                        help='seconds to wait between two migrations (default none: '
+                             'each starts once the last one completed)')
     parser.add_argument('--breakdown', action='store_true',
                         help='time each agent step and the gaps between them')
     parser.add_argument('--label', help='a word added to the result\'s file name and '
@@ -484,6 +487,8 @@ def main():
         rss_before = None
         total = max(args.migrations, args.soak)
         for i in range(total):
+            if i and args.pause:
+                time.sleep(args.pause)
             if i == 5:
                 rss_before = _rss_kib(conductor.pid)   # after warm-up
                 cpu_before = (_cpu_ms(conductor.pid), _cpu_ms(agents.pid))
@@ -555,6 +560,7 @@ def main():
         'load_average': os.getloadavg(),
         'code': _code_version(),
         'label': args.label,
+        'pause_s': args.pause,
     }
     if lab:
         result['lab'] = lab
