@@ -1,0 +1,104 @@
+"""MigrationJobs.start: it answers once libvirt runs the job, soon after it does.
+
+(Reading libvirt back before a start, and the monitor: test_migration_jobs.py.)
+
+A fake driver stands in for libvirt: its job appears after a given number of asks
+(libvirt reports a job a few milliseconds after migrateToURI3 is called) and runs until
+the test lets it end.
+"""
+
+import threading
+import time
+
+import pytest
+
+from compute_agent import migration_jobs
+from compute_agent.virt import driver as virt_driver
+from migration_conductor import exception
+from migration_conductor import objects
+
+MIGRATION = '11111111-0000-4000-8000-0000000000aa'
+INSTANCE = '22222222-0000-4000-8000-0000000000aa'
+
+
+class FakeDriver:
+    """A job that libvirt reports as running from the ``active_from``-th ask on."""
+
+    def __init__(self, active_from, fail=None):
+        self.active_from = active_from
+        self.fail = fail
+        self.asks = []            # time.monotonic() of each get_job_stats
+        self.release = threading.Event()
+
+    def live_migrate(self, instance_uuid, dest_uri, migrate_uri, options):
+        if self.fail:
+            raise self.fail
+        self.release.wait(10)
+
+    def get_job_stats(self, instance_uuid):
+        self.asks.append(time.monotonic())
+        if self.fail:
+            return virt_driver.empty_job_stats('none')
+        running = len(self.asks) >= self.active_from and not self.release.is_set()
+        return virt_driver.empty_job_stats('unbounded' if running else 'none')
+
+
+def _start(driver, timeout=5):
+    jobs = migration_jobs.MigrationJobs('src-host', driver, timeout)
+    spec = objects.MigrationSpec(
+        migration_uuid=MIGRATION, instance_uuid=INSTANCE, dest_host='dest',
+        dest_uri='qemu+tcp://dest/system', migrate_uri='tcp://127.0.0.1',
+        options=objects.MigrationOptions(),
+        # The monitor's first reading comes long after these tests' asks.
+        report_interval=60)
+    began = time.monotonic()
+    try:
+        return jobs.start(spec), time.monotonic() - began
+    finally:
+        driver.release.set()
+
+
+def test_start_answers_once_the_job_runs():
+    # Ask 1 reads libvirt back before anything starts (no job: start one).
+    driver = FakeDriver(active_from=3)
+    status, _ = _start(driver)
+    assert status.state == 'running'
+    assert status.progress.job_type == 'unbounded'
+    assert len(driver.asks) == 4          # the read-back, two asks, then its status
+
+
+def test_start_asks_again_after_a_few_milliseconds_then_less_often():
+    # After the read-back, the job runs from the third ask: 5 + 10 ms of waiting,
+    # where a fixed 50 ms interval waited 100 ms.
+    driver = FakeDriver(active_from=4)
+    _, took = _start(driver)
+    waits = [b - a for a, b in zip(driver.asks[1:], driver.asks[2:4])]
+    assert waits[0] >= migration_jobs.START_POLL_FIRST
+    assert waits[1] >= 2 * migration_jobs.START_POLL_FIRST
+    assert took < 0.08, took
+
+
+def test_the_interval_between_asks_grows_to_its_bound(monkeypatch):
+    waits = []
+    real_wait = threading.Event.wait
+
+    def recording_wait(event, timeout=None):
+        if timeout is None or timeout > migration_jobs.START_POLL_MAX:
+            return real_wait(event, timeout)      # not the start's wait
+        waits.append(timeout)
+        return real_wait(event, 0)     # do not sleep: only the intervals matter
+
+    monkeypatch.setattr(threading.Event, 'wait', recording_wait)
+    driver = FakeDriver(active_from=9)     # the read-back, then 7 asks before it runs
+    _start(driver)
+    assert waits[:7] == pytest.approx([0.005, 0.01, 0.02, 0.04, 0.05, 0.05, 0.05])
+
+
+def test_a_job_that_fails_at_once_is_reported_without_waiting_long():
+    driver = FakeDriver(active_from=1, fail=exception.MigrationJobFailed(
+        instance_uuid=INSTANCE, host='src-host', reason='destination refused'))
+    began = time.monotonic()
+    with pytest.raises(exception.MigrationJobFailed) as info:
+        _start(driver)
+    assert 'destination refused' in str(info.value)
+    assert time.monotonic() - began < 1
