@@ -431,7 +431,8 @@ def migration_list_with_sizes(context, status, dest_host=None):
 
 
 @context_manager.writer
-def migration_update(context, uuid, values, expected_status=None, generation=None):
+def migration_update(context, uuid, values, expected_status=None, generation=None,
+                     read_back=True):
     """Update migration ``uuid``, atomically if ``expected_status`` is given.
 
     With ``expected_status`` the statement is ``UPDATE migrations SET ... WHERE uuid =
@@ -448,7 +449,9 @@ def migration_update(context, uuid, values, expected_status=None, generation=Non
     :param expected_status: the status the row must still have, or a list of
         acceptable statuses, or None for an unconditional update.
     :param generation: the ownership generation the writer drives, or None.
-    :returns: the updated row as a dict.
+    :param read_back: False: return None instead of reading the row back (a write
+        whose caller needs nothing more saves a round trip).
+    :returns: the updated row as a dict (None without ``read_back``).
     :raises Invalid: unknown or read-only column, bad value (nothing written).
     :raises MigrationNotFound: no such migration.
     :raises OwnershipLost: the generation is not the writer's (checked first).
@@ -460,6 +463,8 @@ def migration_update(context, uuid, values, expected_status=None, generation=Non
     where = _migration_where(uuid, expected_status, generation)
     session = context.session
     if _update(session, _MIGRATIONS, where, values):
+        if not read_back:
+            return None
         row = _get(session, _MIGRATIONS, 'uuid', uuid)
         LOG.debug('Migration %s of instance %s updated: %s',
                   uuid, row['instance_uuid'], ', '.join(sorted(values)))
@@ -592,7 +597,7 @@ def migration_progress_list(context, uuid, limit=None):
 # --- per-host migration slots -----------------------------------------------------------
 
 @context_manager.writer
-def migration_slots_take(context, migration_uuid, wanted):
+def migration_slots_take(context, migration_uuid, wanted, turn=None):
     """Take one slot per ``(host, direction, limit)`` of ``wanted``: all or none.
 
     One transaction: for each host and direction the lowest free slot number below
@@ -602,6 +607,10 @@ def migration_slots_take(context, migration_uuid, wanted):
     the migration already holds counts as taken (a repeated call is harmless).
 
     :param wanted: iterable of (host, 'out' or 'in', limit).
+    :param turn: None, or ``turn(queued, slots)``: whether it is the migration's turn,
+        asked in the same transaction with the queued migrations (first come first)
+        and every slot held; False takes nothing. (One transaction instead of three:
+        the gate of every migration asks.)
     :returns: the slot rows the migration holds.
     :raises SlotsBusy: a host has no free slot in that direction (nothing taken).
     """
@@ -612,10 +621,20 @@ def migration_slots_take(context, migration_uuid, wanted):
     _update(session, _MIGRATIONS, [_MIGRATIONS.c.uuid == migration_uuid],
             {'generation': _MIGRATIONS.c.generation})
     table = _SLOTS
+    slots = _list(session, sa.select(table))
+    mine = [slot for slot in slots if slot['migration_uuid'] == migration_uuid]
+    if len(mine) == len(list(wanted)) and mine:
+        return mine
+    if turn is not None:
+        queued = _list(session, sa.select(_MIGRATIONS)
+                       .where(_MIGRATIONS.c.status == 'queued')
+                       .order_by(_MIGRATIONS.c.queued_at, _MIGRATIONS.c.id))
+        if not turn(queued, slots):
+            return []
     for host, direction, limit in wanted:
         validation.check_value(table.c.direction, direction)
-        rows = _list(session, sa.select(table).where(table.c.host == host,
-                                                     table.c.direction == direction))
+        rows = [slot for slot in slots
+                if slot['host'] == host and slot['direction'] == direction]
         if any(row['migration_uuid'] == migration_uuid for row in rows):
             continue
         busy = exception.SlotsBusy(migration_uuid=migration_uuid, host=host,

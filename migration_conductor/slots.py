@@ -109,25 +109,25 @@ class SlotQueue:
         """Take the migration's two slots if its turn has come; return whether it
         holds them (already, or now).
 
+        One database transaction reads the queue and the slots held, decides the turn
+        (:func:`plan`, the migration counted after the queued ones unless it is one of
+        them) and takes the slots.
+
         :param row: the migration's row (status, hosts).
         """
-        slots = db_api.migration_slots_list(self._context)
-        held = {slot['direction'] for slot in slots
-                if slot['migration_uuid'] == row['uuid']}
-        if held == {OUT, IN}:
-            return True
-        waiters = [_waiter(r) for r in db_api.migration_list_queued(self._context)]
-        if row['uuid'] not in {w.uuid for w in waiters}:
-            waiters.append(_waiter(row))
-        if row['uuid'] not in plan(waiters, self._in_use(slots), self.limits()):
-            return False
+        def turn(queued, slots):
+            waiters = [_waiter(r) for r in queued]
+            if row['uuid'] not in {w.uuid for w in waiters}:
+                waiters.append(_waiter(row))
+            return row['uuid'] in plan(waiters, self._in_use(slots), self.limits())
+
         try:
-            db_api.migration_slots_take(self._context, row['uuid'], self._wanted(row))
+            return bool(db_api.migration_slots_take(self._context, row['uuid'],
+                                                    self._wanted(row), turn=turn))
         except exception.SlotsBusy as exc:
             LOG.info('Migration %s instance %s: %s', row['uuid'], row['instance_uuid'],
                      exc.message)
             return False
-        return True
 
     def queue_summary(self, row):
         """Why ``row`` waits, for the logs: its place and what its hosts run."""

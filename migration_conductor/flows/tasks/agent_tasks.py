@@ -82,7 +82,8 @@ class CheckDestinationHost(base.MigrationTask):
 
     def execute(self, migration_uuid, instance_uuid, dest_host, source_facts,
                 source_host):
-        row = self.status(migration_uuid, states.PRE_CHECKING, dest_host=dest_host)
+        row = self.status(migration_uuid, states.PRE_CHECKING, read_back=True,
+                          dest_host=dest_host)
         requested = row['block_migration'] or fields.BlockMigration.AUTO
         facts = base.load(objects.SourceFacts, source_facts, source_host)
         self.log(migration_uuid, instance_uuid, 'checking destination %s (block '

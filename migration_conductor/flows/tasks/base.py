@@ -116,7 +116,7 @@ class Services:
             return set(self._parked)
 
 
-def set_status(services, migration_uuid, target, **values):
+def set_status(services, migration_uuid, target, read_back=False, **values):
     """Move the migration to ``target`` (validated), writing ``values`` with it.
 
     One conditional UPDATE whose WHERE clause holds every status the state machine
@@ -125,7 +125,8 @@ def set_status(services, migration_uuid, target, **values):
     ``values`` again, a concurrent change (an operator's abort) is never overwritten,
     and a conductor that lost the migration writes nothing.
 
-    :returns: the migration's row as written.
+    :param read_back: return the row as written (one more round trip); else None.
+    :returns: the migration's row as written, or None.
     :raises MigrationAborted: an operator aborted the migration (it is
         ``cancelling``) and ``target`` is a step forward (nothing is written).
     :raises ClaimLost: another conductor drives the migration now (nothing written).
@@ -137,7 +138,7 @@ def set_status(services, migration_uuid, target, **values):
         return db_api.migration_update(
             services.context, migration_uuid, values,
             expected_status=sorted(states.allowed_sources(target) | {target}),
-            generation=services.generation(migration_uuid))
+            generation=services.generation(migration_uuid), read_back=read_back)
     except exception.OwnershipLost:
         services.ownership_lost(migration_uuid)
         services.stopped_for_lost_claim(migration_uuid)
@@ -193,10 +194,13 @@ class MigrationTask(task.Task):
     def conf(self):
         return self.services.conf
 
-    def status(self, migration_uuid, target, **values):
+    def status(self, migration_uuid, target, read_back=False, **values):
+        """Change the status (see :func:`set_status`); the row back with
+        ``read_back``."""
         self.ensure_driven(migration_uuid)
         try:
-            return set_status(self.services, migration_uuid, target, **values)
+            return set_status(self.services, migration_uuid, target,
+                              read_back=read_back, **values)
         except exception.OwnershipLost as exc:
             self.log(migration_uuid, None, 'stopping here: %s', exc.message,
                      level=logging.WARNING)

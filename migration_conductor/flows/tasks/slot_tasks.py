@@ -53,7 +53,8 @@ class AcquireMigrationSlots(base.MigrationTask):
                          '%s and %s are taken', source_host, dest_host)
             return
         if row['status'] != states.QUEUED:
-            row = self.status(migration_uuid, states.QUEUED, queued_at=base.now())
+            row = self.status(migration_uuid, states.QUEUED, read_back=True,
+                              queued_at=base.now())
         self.log(migration_uuid, instance_uuid, 'queued: %s', slots.queue_summary(row))
         self.services.park(migration_uuid)
         slots.wake()
