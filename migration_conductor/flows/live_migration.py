@@ -19,8 +19,10 @@ Read top to bottom, :func:`get_live_migration_flow` is that sequence:
     this task records nothing itself unless the source falls silent), then
     ``ReleaseMigrationSlots``;
  9. finish: ``FinishOnDestination``, ``CleanupSource``, ``MarkMigrationCompleted``;
-10. roll back: every task's revert, in reverse order, before the switch-over; after it
-    nothing is undone (the finishing tasks never raise, they record ``error``).
+10. roll back: every task's revert, in reverse order, before the switch-over (a
+    revert that raises is logged and the others still run); after it nothing is
+    undone: the finishing tasks never raise, they record ``error``, and a write the
+    database cannot take then is written again until it can.
 
 The flow is rebuilt by :func:`get_live_migration_flow` whenever a conductor runs or
 resumes it; its state lives in taskflow's persistence tables.

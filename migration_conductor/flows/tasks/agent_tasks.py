@@ -404,7 +404,8 @@ class FinishOnDestination(base.MigrationTask):
     default_provides = c.FINISH_RESULT
 
     def execute(self, migration_uuid, instance_uuid, dest_host):
-        self.status(migration_uuid, states.COMPLETING)
+        self.until_written(migration_uuid, instance_uuid, 'the switch-over',
+                           lambda: self.status(migration_uuid, states.COMPLETING))
         try:
             finish = call_until_answered(
                 self, migration_uuid, instance_uuid, dest_host, 'finish',
@@ -462,16 +463,19 @@ class CleanupSource(base.MigrationTask):
         self.ensure_driven(migration_uuid)
         if not finish_result.get('ok'):
             return
+        disks = copied_disks(destination_check, dest_host)
         try:
             call_until_answered(
                 self, migration_uuid, instance_uuid, source_host, 'clean-up',
                 lambda timeout: self.services.agents.cleanup_source(
                     self.context, source_host, migration_uuid, instance_uuid,
-                    disks=copied_disks(destination_check, dest_host), timeout=timeout))
+                    disks=disks, timeout=timeout))
         except exception.ClaimLost:
             raise
         except Exception as exc:
-            self.log(migration_uuid, instance_uuid, 'could not clean source %s (%s): '
-                     'what is left there (a stopped definition, copied disks\' '
-                     'originals) must be removed by hand', source_host, exc,
-                     level=base.logging.ERROR)
+            # The migration still completes: the guest runs on the destination.
+            self.log(migration_uuid, instance_uuid, 'could not clean source %s (%s: '
+                     '%s); to be removed there by hand: the stopped definition of the '
+                     'guest%s', source_host, type(exc).__name__, exc,
+                     ' and the originals of its copied disks %s' % ', '.join(disks.paths)
+                     if disks.paths else '', level=base.logging.ERROR)

@@ -14,12 +14,18 @@ lost the migration to another is refused by the database itself: the task stops
 Reverts never raise: :class:`MigrationTask` guards each one, so that one failing undo
 (logged) does not stop the rollback of the others and the migration's end is still
 recorded by ``MarkMigrationFailedOnRevert``.
+
+Past the switch-over nothing may revert: the guest runs on the destination. The
+database writes of those tasks go through :meth:`MigrationTask.until_written`, which
+writes again after a lost connection or a deadlock instead of failing the task.
 """
 
 import functools
 import logging
 import threading
+import time
 
+from oslo_db import exception as db_exc
 from oslo_utils import timeutils
 from taskflow import task
 
@@ -29,6 +35,11 @@ from migration_conductor import objects
 from migration_conductor.objects import migration_states as states
 
 LOG = logging.getLogger(__name__)
+
+# Database errors after which the same write may succeed (the connection came back).
+TRANSIENT_DB_ERRORS = (db_exc.DBConnectionError, db_exc.DBDeadlock)
+# Waits between two attempts of a write past the switch-over: doubling up to the last.
+WRITE_AGAIN_AFTER = (0.5, 1, 2, 4, 8, 15)
 
 
 class Services:
@@ -211,6 +222,31 @@ class MigrationTask(task.Task):
         migration now. Every task calls it before it acts (status changes call it)."""
         if self.services.stopped_for_lost_claim(migration_uuid):
             raise exception.ClaimLost(migration_uuid=migration_uuid)
+
+    def until_written(self, migration_uuid, instance_uuid, what, write):
+        """Return ``write()``, attempted again after each transient database error.
+
+        For the writes past the switch-over, where failing the task would revert a
+        migration whose guest already runs on the destination: as long as the
+        database cannot be reached the task waits (one line per attempt, an error
+        once ``[conductor] service_down_time`` has passed), and a conductor that lost
+        the migration meanwhile stops here (ClaimLost). Any other error is raised.
+        """
+        began = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return write()
+            except TRANSIENT_DB_ERRORS as exc:
+                wait = WRITE_AGAIN_AFTER[min(attempt, len(WRITE_AGAIN_AFTER) - 1)]
+                attempt += 1
+                late = time.monotonic() - began >= self.conf.conductor.service_down_time
+                self.log(migration_uuid, instance_uuid, 'could not record %s (attempt '
+                         '%d: %s); writing again in %s s, nothing is undone',
+                         what, attempt, type(exc).__name__, wait,
+                         level=logging.ERROR if late else logging.WARNING)
+                time.sleep(wait)
+                self.ensure_driven(migration_uuid)
 
     def reverts_here(self, migration_uuid, instance_uuid):
         """Whether a revert may act: not once this conductor lost the claim."""

@@ -91,8 +91,11 @@ class MarkMigrationFailedOnRevert(base.MigrationTask):
         return None
 
 
-def unlock_instance(context, migration_uuid, instance_uuid, **values):
-    """Clear the instance's migration lock (and write ``values``); never raises."""
+def unlock_instance(context, migration_uuid, instance_uuid, transient_raises=False,
+                    **values):
+    """Clear the instance's migration lock (and write ``values``); never raises, but
+    for a transient database error with ``transient_raises`` (for a caller that
+    writes again, :meth:`base.MigrationTask.until_written`)."""
     values['task_state'] = None
     try:
         db_api.instance_update(context, instance_uuid, values,
@@ -100,43 +103,88 @@ def unlock_instance(context, migration_uuid, instance_uuid, **values):
     except exception.InstanceStateConflict:
         base.LOG.warning('Migration %s instance %s: the instance was not locked any more',
                          migration_uuid, instance_uuid)
+    except base.TRANSIENT_DB_ERRORS:
+        if transient_raises:
+            raise
+        base.LOG.exception('Migration %s instance %s: could not unlock the instance',
+                           migration_uuid, instance_uuid)
     except Exception:
         base.LOG.exception('Migration %s instance %s: could not unlock the instance',
                            migration_uuid, instance_uuid)
 
 
 class MarkMigrationCompleted(base.MigrationTask):
-    """Move the instance to the destination in the DB and end the migration."""
+    """Move the instance to the destination in the DB and end the migration.
+
+    Past the switch-over: it never fails the flow (which would revert a migration
+    whose guest runs on the destination). A write the database cannot take now is
+    written again until it can (:meth:`base.MigrationTask.until_written`); any other
+    error ends the migration ``error`` with its reason.
+    """
 
     phase = fields.MigrationPhase.FINISH
 
     def execute(self, migration_uuid, instance_uuid, dest_host, finish_result):
         self.ensure_driven(migration_uuid)
-        if not finish_result.get('ok'):
-            # The job completed: the guest is not on the source any more, but the
-            # destination did not confirm it runs; an operator must look.
-            unlock_instance(self.context, migration_uuid, instance_uuid, host=dest_host,
-                            power_state=fields.PowerState.UNKNOWN)
-            self.status(migration_uuid, states.ERROR, finished_at=base.now(),
-                        **finish_result['error'])
-            self.log(migration_uuid, instance_uuid, 'error: %s',
-                     finish_result['error']['error_message'], level=base.logging.ERROR)
-            return
-        stats = finish_result.get('stats') or {}
+        try:
+            if finish_result.get('ok'):
+                self._completed(migration_uuid, instance_uuid, dest_host,
+                                finish_result.get('stats') or {})
+            else:
+                self._not_confirmed(migration_uuid, instance_uuid, dest_host,
+                                    finish_result['error'])
+        except exception.ClaimLost:
+            raise
+        except Exception as exc:
+            self._failed_to_record(migration_uuid, instance_uuid, dest_host, exc)
+
+    def _completed(self, migration_uuid, instance_uuid, dest_host, stats):
         # NOTE: the expected downtime only means something while the job runs.
         values = {'finished_at': base.now(), 'expected_downtime_ms': None}
         for key in ('memory_total', 'memory_processed', 'memory_remaining', 'disk_total',
                     'disk_processed', 'disk_remaining', 'downtime_ms', 'total_time_ms'):
             if stats.get(key) is not None:
                 values[key] = stats[key]
-        unlock_instance(self.context, migration_uuid, instance_uuid, host=dest_host,
-                        power_state=fields.PowerState.RUNNING)
-        self.status(migration_uuid, states.COMPLETED, **values)
+        self._write(migration_uuid, instance_uuid, 'the completion', states.COMPLETED,
+                    values, host=dest_host, power_state=fields.PowerState.RUNNING)
         self.log(migration_uuid, instance_uuid, 'completed: now on %s (downtime %s ms, '
                  '%s MiB of memory sent, job %s ms)', dest_host,
                  values.get('downtime_ms'),
                  job_reports.mib(values.get('memory_processed')),
                  values.get('total_time_ms'))
+
+    def _not_confirmed(self, migration_uuid, instance_uuid, dest_host, error):
+        # The job completed: the guest is not on the source any more, but the
+        # destination did not confirm it runs; an operator must look.
+        values = dict(error, finished_at=base.now())
+        self._write(migration_uuid, instance_uuid, 'the error', states.ERROR, values,
+                    host=dest_host, power_state=fields.PowerState.UNKNOWN)
+        self.log(migration_uuid, instance_uuid, 'error: %s', error['error_message'],
+                 level=base.logging.ERROR)
+
+    def _write(self, migration_uuid, instance_uuid, what, target, values, **instance):
+        """Unlock the instance (on its new host), then the migration's end: last, so
+        that whoever sees the end also sees the instance unlocked."""
+        self.until_written(migration_uuid, instance_uuid, what, lambda: unlock_instance(
+            self.context, migration_uuid, instance_uuid, transient_raises=True,
+            **instance))
+        self.until_written(migration_uuid, instance_uuid, what, lambda: self.status(
+            migration_uuid, target, **values))
+
+    def _failed_to_record(self, migration_uuid, instance_uuid, dest_host, exc):
+        error = objects.MigrationError(
+            phase=self.phase, host=dest_host, code='internal',
+            message='the guest runs on %s but its completion could not be recorded: '
+                    '%s: %s' % (dest_host, type(exc).__name__, exc))
+        self.log(migration_uuid, instance_uuid, 'error: %s', error.message,
+                 level=base.logging.ERROR)
+        try:
+            self.status(migration_uuid, states.ERROR, finished_at=base.now(),
+                        **error.db_columns())
+        except Exception:  # nothing past the switch-over may revert the flow
+            base.LOG.exception('Migration %s instance %s: could not record the error '
+                               'either; the migration needs an operator',
+                               migration_uuid, instance_uuid)
 
 
 # Task name -> the phase a failure in it is recorded under (filled by the flow module).

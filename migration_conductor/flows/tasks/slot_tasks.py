@@ -77,7 +77,9 @@ class ReleaseMigrationSlots(base.MigrationTask):
 
     def execute(self, migration_uuid, instance_uuid):
         self.ensure_driven(migration_uuid)
-        if self.services.slots.release(migration_uuid):
+        # Past the switch-over: a lost database connection is waited for, not failed.
+        if self.until_written(migration_uuid, instance_uuid, 'the slots given back',
+                              lambda: self.services.slots.release(migration_uuid)):
             self.log(migration_uuid, instance_uuid, 'gave back its slots')
 
 
