@@ -95,7 +95,8 @@ class MigrationJobs:
         :returns: MigrationJob.
         :raises MigrationJobFailed: the job did not start or failed at once.
         :raises HypervisorUnavailable, HypervisorCallFailed: libvirt could not say
-            whether a job runs (nothing is started).
+            whether a job runs (nothing is started); a reading that fails once the job
+            is started is only logged.
         """
         with self._start_lock:
             job = self._get(spec.migration_uuid)
@@ -104,7 +105,15 @@ class MigrationJobs:
         deadline = time.monotonic() + self._start_timeout
         interval = START_POLL_FIRST
         while not job.done.is_set() and time.monotonic() < deadline:
-            stats = self._driver.get_job_stats(job.instance_uuid)
+            try:
+                stats = self._driver.get_job_stats(job.instance_uuid)
+            except exception.MigrationConductorError as exc:
+                # The job is started (or known): a failed reading must not fail the
+                # start, whose failure would abort the job. Answer once it is known.
+                LOG.warning('Migration %s instance %s: could not read the job\'s '
+                            'statistics on host %s while it starts (%s); asking again',
+                            spec.migration_uuid, spec.instance_uuid, self.host, exc)
+                stats = None
             if stats and stats['type'] in fields.JobType.ACTIVE:
                 break
             job.done.wait(interval)

@@ -174,9 +174,10 @@ class PrepareDestination(base.MigrationTask):
 class StartMigrationOnSource(base.MigrationTask):
     """Start the libvirt job on the source; returns once the job runs.
 
-    The start is asked again after a timeout (for up to ``service_down_time``): an
-    agent that restarted in the middle of it reads libvirt back and never starts a
-    second job for a guest whose job runs or has finished.
+    The start is asked again after a timeout, or when the source's libvirt could not
+    tell whether a job runs (for up to ``service_down_time``): an agent that restarted
+    in the middle of it reads libvirt back and never starts a second job for a guest
+    whose job runs or has finished.
     """
 
     phase = fields.MigrationPhase.START
@@ -212,7 +213,9 @@ class StartMigrationOnSource(base.MigrationTask):
             self, migration_uuid, instance_uuid, source_host, 'start',
             lambda timeout: self.services.agents.start_migration(
                 self.context, source_host, spec, timeout=timeout),
-            attempt_timeout=START_ATTEMPT_TIMEOUT)
+            attempt_timeout=START_ATTEMPT_TIMEOUT,
+            # libvirt could not tell whether a job runs: nothing was started.
+            also_retry=(exception.HypervisorCallFailed, exception.HypervisorUnavailable))
         # NOTE: an abort accepted between the RUNNING status and the job's start asked
         # the source to abort a job it did not have yet; ask again now that it runs.
         # (An abort accepted after this read finds the job on the source.)
@@ -425,7 +428,7 @@ class FinishOnDestination(base.MigrationTask):
 
 
 def call_until_answered(task, migration_uuid, instance_uuid, host, what, call,
-                        attempt_timeout=FINISH_ATTEMPT_TIMEOUT):
+                        attempt_timeout=FINISH_ATTEMPT_TIMEOUT, also_retry=()):
     """Return ``call(timeout)``, repeated after each timeout for up to
     ``[conductor] service_down_time`` seconds (at least twice).
 
@@ -433,6 +436,8 @@ def call_until_answered(task, migration_uuid, instance_uuid, host, what, call,
     calls made after the switch-over, when giving up leaves work for an operator): an
     agent restarting, or a message lost while the broker restarted, is waited for.
 
+    :param also_retry: errors of the call after which it is asked again too (after
+        ``monitor_interval``, at least 0.1 s), within the same bound.
     :raises MessagingTimeout: no answer in time; any other error of the call at once.
     :raises ClaimLost: another conductor took the migration over meanwhile.
     """
@@ -450,7 +455,14 @@ def call_until_answered(task, migration_uuid, instance_uuid, host, what, call,
             task.log(migration_uuid, instance_uuid, '%s: no answer from %s within %d s '
                      '(attempt %d); asking again', what, host, attempt_timeout, attempts,
                      level=base.logging.WARNING)
-            task.ensure_driven(migration_uuid)
+        except also_retry as exc:
+            if attempts >= 2 and time.monotonic() >= deadline:
+                raise
+            task.log(migration_uuid, instance_uuid, '%s: %s could not answer (attempt %d:'
+                     ' %s); asking again', what, host, attempts, exc,
+                     level=base.logging.WARNING)
+            time.sleep(max(conf.monitor_interval, 0.1))
+        task.ensure_driven(migration_uuid)
 
 
 class CleanupSource(base.MigrationTask):
