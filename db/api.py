@@ -45,10 +45,14 @@ from oslo_utils import uuidutils
 import sqlalchemy as sa
 
 from db import models
+from db import sqlite
 from db import validation
 from migration_conductor import exception
 
 LOG = logging.getLogger(__name__)
+
+# The embedded default: WAL and a longer busy timeout on every SQLite connection.
+sqlite.install()
 
 context_manager = enginefacade.transaction_context()
 

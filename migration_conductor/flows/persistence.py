@@ -36,6 +36,8 @@ from taskflow.persistence import models
 from taskflow import states
 from taskflow import storage as taskflow_storage
 
+from db import sqlite
+
 LOG = logging.getLogger(__name__)
 
 
@@ -126,6 +128,7 @@ class SharedConnectionBackend(impl_sqlalchemy.SQLAlchemyBackend):
         # every writer out, a read without it blocked the next save of another flow
         # (a parked flow resumed), so the reset stays there.
         engine_args = {}
+        sqlite.install()    # the embedded default shares the file with the API
         if not connection_url.startswith('sqlite'):
             engine_args['pool_reset_on_return'] = None
         super().__init__({'connection': connection_url, 'engine_args': engine_args})
