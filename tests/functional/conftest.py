@@ -1,5 +1,7 @@
 """Fixtures of the functional tier: the all-in-one mode in this process, on SQLite."""
 
+import contextlib
+
 from oslo_config import cfg
 import pytest
 
@@ -27,6 +29,41 @@ def make_conf(tmp_path, agents, overrides=None):
     for (group, name), value in (overrides or {}).items():
         conf.set_override(name, value, group=group)
     return conf
+
+
+SIM_HOSTS = ('sim-1', 'sim-2', 'sim-3')
+# A fast simulated clock and monitor, and a source silent for 20 s counted as down.
+SIM_OPTIONS = {('simulated', 'time_scale'): 0.02,
+               ('conductor', 'monitor_interval'): 0.05,
+               ('conductor', 'service_down_time'): 20}
+
+
+@contextlib.contextmanager
+def simulated_cloud(tmp_path, overrides=None, hosts=SIM_HOSTS):
+    """Conductor and simulated agents (``hosts``) in this process, on SQLite.
+
+    :param overrides: {(group, option): value} over :data:`SIM_OPTIONS`, set before
+        the services start (the flow runner reads some options only then).
+    :returns: an :class:`AllInOneHandle` whose ``messages`` lists every RPC message
+        sent meanwhile, as ``rpc.add_observer`` gives them.
+    """
+    with db_fixtures.api_on('sqlite', tmp_path) as url:
+        conf = make_conf(tmp_path, ['%s=simulated://' % h for h in hosts],
+                         {**SIM_OPTIONS, **(overrides or {})})
+        conf.set_override('connection', url, group='database')
+        service = all_in_one.AllInOne(conf)
+        service.start()     # brings taskflow's persistence tables up to date too
+        messages = []
+        observer = lambda *m: messages.append(m)  # noqa: E731
+        rpc.add_observer(observer)
+        try:
+            handle = AllInOneHandle(conf, service)
+            handle.messages = messages
+            yield handle
+        finally:
+            rpc.remove_observer(observer)
+            service.stop()
+            rpc.cleanup()
 
 
 @pytest.fixture

@@ -14,11 +14,7 @@ import pytest
 from compute_agent import rpcapi as agent_rpcapi
 from compute_agent import service as agent_service
 from db import api as db_api
-from migration_conductor import all_in_one
 from migration_conductor import exception
-from migration_conductor import rpc
-from migration_conductor.flows import persistence as flow_persistence
-from tests import db_fixtures
 from tests.functional import conftest
 from tests.functional.test_live_migration import add_guest
 from tests.functional.test_live_migration import wait_for
@@ -30,28 +26,11 @@ HOSTS = ('sim-1', 'sim-2')
 @pytest.fixture
 def cloud(tmp_path):
     """Two simulated hosts on a clock slow enough for a job of about 1.5 s."""
-    with db_fixtures.api_on('sqlite', tmp_path) as url:
-        flow_persistence.upgrade_persistence(url)
-        conf = conftest.make_conf(
-            tmp_path, ['%s=simulated://' % h for h in HOSTS],
-            {('simulated', 'time_scale'): 0.25,
-             ('conductor', 'monitor_interval'): 0.05,
-             ('conductor', 'monitor_silence_timeout'): 0.5,
-             ('conductor', 'service_down_time'): 20})
-        conf.set_override('connection', url, group='database')
-        service = all_in_one.AllInOne(conf)
-        service.start()
-        messages = []
-        observer = lambda *m: messages.append(m)  # noqa: E731
-        rpc.add_observer(observer)
-        try:
-            handle = conftest.AllInOneHandle(conf, service)
-            handle.messages = messages
-            yield handle
-        finally:
-            rpc.remove_observer(observer)
-            service.stop()
-            rpc.cleanup()
+    with conftest.simulated_cloud(
+            tmp_path, {('simulated', 'time_scale'): 0.25,
+                       ('conductor', 'monitor_silence_timeout'): 0.5},
+            hosts=HOSTS) as handle:
+        yield handle
 
 
 def migrate(cloud, name):

@@ -14,7 +14,6 @@ import uuid
 import pytest
 
 from db import api as db_api
-from migration_conductor import all_in_one
 from migration_conductor import conductor_lock
 from migration_conductor import exception
 from migration_conductor import service as conductor_service
@@ -22,8 +21,6 @@ from migration_conductor.flows import registry
 from migration_conductor.flows.tasks import base
 from migration_conductor.objects import fields
 from migration_conductor.objects import migration_states as states
-from migration_conductor import rpc
-from tests import db_fixtures
 from tests.functional import conftest
 from tests.functional import test_jobboard
 from tests.functional import test_live_migration as live
@@ -76,9 +73,7 @@ def cold_flow():
 @pytest.fixture(params=['no-jobboard', 'jobboard'])
 def cloud(request, tmp_path):
     """Conductor and three simulated agents, with or without a Redis jobboard."""
-    overrides = {('simulated', 'time_scale'): 0.02,
-                 ('conductor', 'monitor_interval'): 0.05,
-                 ('conductor', 'service_down_time'): 20}
+    overrides = {}
     namespace = None
     if request.param == 'jobboard':
         test_jobboard._redis()
@@ -87,22 +82,15 @@ def cloud(request, tmp_path):
                           ('conductor', 'jobboard_namespace'): namespace,
                           ('conductor', 'jobboard_claim_expiry'): test_jobboard.EXPIRY,
                           ('conductor', 'jobboard_poll_interval'): 0.2})
-    with db_fixtures.api_on('sqlite', tmp_path) as url:
-        conf = conftest.make_conf(tmp_path, ['%s=simulated://' % h for h in live.HOSTS],
-                                  overrides)
-        conf.set_override('connection', url, group='database')
-        service = all_in_one.AllInOne(conf)
-        service.start()
-        try:
-            yield conftest.AllInOneHandle(conf, service)
-        finally:
-            service.stop()
-            rpc.cleanup()
-            if namespace:
-                client = test_jobboard._redis()
-                for key in client.scan_iter('%s*' % namespace):
-                    client.delete(key)
-                client.close()
+    try:
+        with conftest.simulated_cloud(tmp_path, overrides) as handle:
+            yield handle
+    finally:    # once the services stopped
+        if namespace:
+            client = test_jobboard._redis()
+            for key in client.scan_iter('%s*' % namespace):
+                client.delete(key)
+            client.close()
 
 
 def _cold_migration(cloud):

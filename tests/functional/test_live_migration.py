@@ -18,45 +18,22 @@ import pytest
 from compute_agent import manager as agent_manager
 from compute_agent import rpcapi as agent_rpcapi
 from db import api as db_api
-from migration_conductor import all_in_one
 from migration_conductor import context as mc_context
 from migration_conductor import exception
-from migration_conductor import rpc
-from migration_conductor.flows import persistence as flow_persistence
 from migration_conductor.flows.tasks import agent_tasks
 from migration_conductor.flows.tasks import database_tasks
 from migration_conductor.flows.tasks import placement_tasks
 from migration_conductor.flows.tasks import slot_tasks
-from tests import db_fixtures
 from tests.functional import conftest
 
 TERMINAL = ('completed', 'cancelled', 'failed', 'error')
-HOSTS = ('sim-1', 'sim-2', 'sim-3')
+HOSTS = conftest.SIM_HOSTS
 
 
 @pytest.fixture
 def cloud(tmp_path):
-    with db_fixtures.api_on('sqlite', tmp_path) as url:
-        flow_persistence.upgrade_persistence(url)
-        conf = conftest.make_conf(
-            tmp_path, ['%s=simulated://' % h for h in HOSTS],
-            {('simulated', 'time_scale'): 0.02,
-             ('conductor', 'monitor_interval'): 0.05,
-             ('conductor', 'service_down_time'): 20})
-        conf.set_override('connection', url, group='database')
-        service = all_in_one.AllInOne(conf)
-        service.start()
-        messages = []
-        observer = lambda *m: messages.append(m)  # noqa: E731
-        rpc.add_observer(observer)
-        try:
-            handle = conftest.AllInOneHandle(conf, service)
-            handle.messages = messages
-            yield handle
-        finally:
-            rpc.remove_observer(observer)
-            service.stop()
-            rpc.cleanup()
+    with conftest.simulated_cloud(tmp_path) as handle:
+        yield handle
 
 
 def add_guest(cloud, host, name, memory_mb=512, vcpus=1, dirty_rate_mib=0):

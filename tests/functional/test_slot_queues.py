@@ -5,7 +5,8 @@ A host runs at most ``[conductor] max_outbound_per_host`` migrations leaving it 
 ``queued`` (claimed and prepared, not started) in a first-come-first-served queue per
 host, its flow parked: it holds no flow worker thread. The conductor and three
 simulated agents run in this process (the ``cloud`` fixture of test_live_migration,
-or :func:`running_cloud` for options that must be set before the services start).
+or ``conftest.simulated_cloud`` for options that must be set before the services
+start).
 
 Guests that never converge (``add_stubborn_guest``) keep a migration running until
 the test force-completes or aborts it, so which migration waits behind which is
@@ -13,7 +14,6 @@ decided by the test, not by timing.
 """
 
 import collections
-import contextlib
 import logging
 import threading
 import time
@@ -23,12 +23,8 @@ import pytest
 from compute_agent import service as agent_service
 from compute_agent.virt import simulated
 from db import api as db_api
-from migration_conductor import all_in_one
 from migration_conductor import context as mc_context
-from migration_conductor import rpc
-from migration_conductor.flows import persistence as flow_persistence
 from migration_conductor.objects import fields
-from tests import db_fixtures
 from tests.functional import conftest
 from tests.functional import test_live_migration as live
 
@@ -36,41 +32,14 @@ LOG = logging.getLogger(__name__)
 
 cloud = live.cloud   # the fixture, shared
 
-# The options of test_live_migration's ``cloud`` fixture.
-CLOUD_OPTIONS = {('simulated', 'time_scale'): 0.02,
-                 ('conductor', 'monitor_interval'): 0.05,
-                 ('conductor', 'service_down_time'): 20}
 RUNNING_STATES = ('running', 'running-postcopy')
-
-
-@contextlib.contextmanager
-def running_cloud(tmp_path, overrides):
-    """test_live_migration's ``cloud``, with ``overrides`` ({(group, option): value})
-    set before the services start (the flow runner reads some options only then)."""
-    with db_fixtures.api_on('sqlite', tmp_path) as url:
-        flow_persistence.upgrade_persistence(url)
-        conf = conftest.make_conf(tmp_path, ['%s=simulated://' % h for h in live.HOSTS],
-                                  {**CLOUD_OPTIONS, **overrides})
-        conf.set_override('connection', url, group='database')
-        service = all_in_one.AllInOne(conf)
-        service.start()
-        messages = []
-        observer = lambda *m: messages.append(m)  # noqa: E731
-        rpc.add_observer(observer)
-        try:
-            handle = conftest.AllInOneHandle(conf, service)
-            handle.messages = messages
-            yield handle
-        finally:
-            rpc.remove_observer(observer)
-            service.stop()
-            rpc.cleanup()
 
 
 @pytest.fixture
 def two_worker_cloud(tmp_path):
     """A cloud whose conductor runs at most two flows at once."""
-    with running_cloud(tmp_path, {('conductor', 'migration_workers'): 2}) as handle:
+    with conftest.simulated_cloud(
+            tmp_path, {('conductor', 'migration_workers'): 2}) as handle:
         yield handle
 
 

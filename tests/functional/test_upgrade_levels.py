@@ -7,30 +7,17 @@ the version of every message it sends and run whole migrations with the forms of
 that the conductor asks it about the job.
 """
 
-import contextlib
 import functools
 
 import pytest
 
 from compute_agent import rpcapi as agent_rpcapi
-from migration_conductor import all_in_one
-from migration_conductor import rpc
-from migration_conductor.flows import persistence as flow_persistence
-from tests import db_fixtures
 from tests.functional import conftest
 from tests.functional.test_live_migration import add_guest
 from tests.functional.test_live_migration import wait_for
 from tests.functional.test_live_migration import where
 
 HOSTS = ('sim-1', 'sim-2')
-
-
-def _conf(tmp_path, overrides=None):
-    options = {('simulated', 'time_scale'): 0.02,
-               ('conductor', 'monitor_interval'): 0.05,
-               ('conductor', 'service_down_time'): 20}
-    options.update(overrides or {})
-    return conftest.make_conf(tmp_path, ['%s=simulated://' % h for h in HOSTS], options)
 
 
 @pytest.fixture
@@ -47,32 +34,18 @@ def sent(monkeypatch):
     return messages
 
 
-@contextlib.contextmanager
-def _cloud(tmp_path, overrides=None):
-    with db_fixtures.api_on('sqlite', tmp_path) as url:
-        flow_persistence.upgrade_persistence(url)
-        conf = _conf(tmp_path, overrides)
-        conf.set_override('connection', url, group='database')
-        service = all_in_one.AllInOne(conf)
-        service.start()
-        try:
-            yield conftest.AllInOneHandle(conf, service)
-        finally:
-            service.stop()
-            rpc.cleanup()
-
-
 @pytest.fixture
 def pinned_cloud(tmp_path):
     # A slower clock: the job runs long enough (about 1 s) to be asked about.
-    with _cloud(tmp_path, {('upgrade_levels', 'compute_agent'): '1.3',
-                           ('simulated', 'time_scale'): 0.25}) as cloud:
+    with conftest.simulated_cloud(
+            tmp_path, {('upgrade_levels', 'compute_agent'): '1.3',
+                       ('simulated', 'time_scale'): 0.25}, hosts=HOSTS) as cloud:
         yield cloud
 
 
 @pytest.fixture
 def cloud(tmp_path):
-    with _cloud(tmp_path) as cloud:
+    with conftest.simulated_cloud(tmp_path, hosts=HOSTS) as cloud:
         yield cloud
 
 
