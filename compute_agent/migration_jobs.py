@@ -105,15 +105,9 @@ class MigrationJobs:
         deadline = time.monotonic() + self._start_timeout
         interval = START_POLL_FIRST
         while not job.done.is_set() and time.monotonic() < deadline:
-            try:
-                stats = self._driver.get_job_stats(job.instance_uuid)
-            except exception.MigrationConductorError as exc:
-                # The job is started (or known): a failed reading must not fail the
-                # start, whose failure would abort the job. Answer once it is known.
-                LOG.warning('Migration %s instance %s: could not read the job\'s '
-                            'statistics on host %s while it starts (%s); asking again',
-                            spec.migration_uuid, spec.instance_uuid, self.host, exc)
-                stats = None
+            # The job is started (or known): a failed reading must not fail the start,
+            # whose failure would abort the job.
+            stats = self._stats_or_none(job, 'while it starts; asking again')
             if stats and stats['type'] in fields.JobType.ACTIVE:
                 break
             job.done.wait(interval)
@@ -157,6 +151,17 @@ class MigrationJobs:
                  dict(ids, dest=spec.dest_host, uri=spec.dest_uri,
                       data=spec.migrate_uri))
         return job
+
+    def _stats_or_none(self, job, then):
+        """libvirt's statistics of ``job``'s guest, or None (logged, with ``then``)
+        when they cannot be read."""
+        try:
+            return self._driver.get_job_stats(job.instance_uuid)
+        except exception.MigrationConductorError as exc:
+            LOG.warning('Migration %s instance %s: could not read the job\'s statistics '
+                        'on host %s (%s); %s', job.migration_uuid, job.instance_uuid,
+                        self.host, exc, then)
+            return None
 
     def _record(self, job):
         with self._lock:
@@ -238,14 +243,7 @@ class MigrationJobs:
         """
         job = self._get(migration_uuid)
         if job is not None:
-            try:
-                stats = self._driver.get_job_stats(instance_uuid)
-            except exception.MigrationConductorError as exc:
-                LOG.warning('Migration %s instance %s: could not read the job\'s '
-                            'statistics on host %s (%s); answering without them',
-                            migration_uuid, instance_uuid, self.host, exc)
-                stats = None
-            return self._describe(job, stats)
+            return self._describe(job, self._stats_or_none(job, 'answering without them'))
         stats = self._driver.get_job_stats(instance_uuid)
         if stats is None:
             state = JobState.GONE

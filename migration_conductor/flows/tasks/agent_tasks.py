@@ -449,19 +449,18 @@ def call_until_answered(task, migration_uuid, instance_uuid, host, what, call,
         attempts += 1
         try:
             return call(attempt_timeout)
-        except messaging.MessagingTimeout:
+        except (messaging.MessagingTimeout,) + tuple(also_retry) as exc:
             if attempts >= 2 and time.monotonic() >= deadline:
                 raise
-            task.log(migration_uuid, instance_uuid, '%s: no answer from %s within %d s '
-                     '(attempt %d); asking again', what, host, attempt_timeout, attempts,
-                     level=base.logging.WARNING)
-        except also_retry as exc:
-            if attempts >= 2 and time.monotonic() >= deadline:
-                raise
-            task.log(migration_uuid, instance_uuid, '%s: %s could not answer (attempt %d:'
-                     ' %s); asking again', what, host, attempts, exc,
-                     level=base.logging.WARNING)
-            time.sleep(max(conf.monitor_interval, 0.1))
+            if isinstance(exc, messaging.MessagingTimeout):
+                task.log(migration_uuid, instance_uuid, '%s: no answer from %s within '
+                         '%d s (attempt %d); asking again', what, host, attempt_timeout,
+                         attempts, level=base.logging.WARNING)
+            else:   # answered at once: wait a little before asking again
+                task.log(migration_uuid, instance_uuid, '%s: %s could not answer '
+                         '(attempt %d: %s); asking again', what, host, attempts, exc,
+                         level=base.logging.WARNING)
+                time.sleep(max(conf.monitor_interval, 0.1))
         task.ensure_driven(migration_uuid)
 
 

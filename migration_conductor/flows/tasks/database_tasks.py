@@ -103,12 +103,9 @@ def unlock_instance(context, migration_uuid, instance_uuid, transient_raises=Fal
     except exception.InstanceStateConflict:
         base.LOG.warning('Migration %s instance %s: the instance was not locked any more',
                          migration_uuid, instance_uuid)
-    except base.TRANSIENT_DB_ERRORS:
-        if transient_raises:
+    except Exception as exc:
+        if transient_raises and isinstance(exc, base.TRANSIENT_DB_ERRORS):
             raise
-        base.LOG.exception('Migration %s instance %s: could not unlock the instance',
-                           migration_uuid, instance_uuid)
-    except Exception:
         base.LOG.exception('Migration %s instance %s: could not unlock the instance',
                            migration_uuid, instance_uuid)
 
