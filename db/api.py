@@ -60,6 +60,7 @@ _HOSTS = models.ComputeHost.__table__
 _INSTANCES = models.Instance.__table__
 _MIGRATIONS = models.Migration.__table__
 _PROGRESS = models.MigrationProgress.__table__
+_EVENTS = models.MigrationEvent.__table__
 _SLOTS = models.MigrationSlot.__table__
 _LOCKS = models.ConductorLock.__table__
 
@@ -596,6 +597,30 @@ def migration_progress_list(context, uuid, limit=None):
     if limit is not None:
         statement = statement.limit(limit)
     return list(reversed(_list(context.session, statement)))
+
+
+# --- events of a migration's story ---------------------------------------------------
+
+@context_manager.writer
+def migration_event_create(context, values):
+    """Record one event of a migration (a decision or an observation); return it.
+
+    :param values: ``migration_uuid``, ``kind``, ``message`` and optionally ``host``,
+        ``job_elapsed_s`` and ``created_at`` (default now).
+    :raises Invalid: a bad value (nothing written).
+    """
+    record = validation.check_values(_EVENTS, values, read_only=('id',))
+    record.setdefault('created_at', timeutils.utcnow())
+    _insert(context.session, _EVENTS, record)
+    return record
+
+
+@context_manager.reader
+def migration_event_list(context, uuid):
+    """The events of migration ``uuid``, oldest first."""
+    table = _EVENTS
+    return _list(context.session, sa.select(table).where(table.c.migration_uuid == uuid)
+                 .order_by(table.c.id))
 
 
 # --- per-host migration slots -----------------------------------------------------------

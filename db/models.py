@@ -1,10 +1,11 @@
 """SQLAlchemy models of the conductor's database.
 
-Six tables: ``compute_hosts`` (the inventory each agent reports with its heartbeat),
+Seven tables: ``compute_hosts`` (the inventory each agent reports with its heartbeat),
 ``instances`` (the guests the conductor may move, and the lock that keeps a second move
 out), ``migrations`` (one row per move, its state, progress, structured error and the
 conductor that drives it), ``migration_progress`` (every progress report of a running
-job, as the source agent sent it), ``migration_slots`` (the per-host migration slots
+job, as the source agent sent it), ``migration_events`` (the decisions and observations
+of a migration's story), ``migration_slots`` (the per-host migration slots
 each running migration holds: the database's unique index is what keeps a host within
 its limits) and ``conductor_locks`` (who holds the lock a conductor without a jobboard
 takes, so a second one can say who is in its way).
@@ -53,6 +54,11 @@ JOB_STATE_CHOICES = ('running', 'completed', 'failed', 'cancelled', 'not-running
                      'gone')
 # A slot is taken on the source (outbound) and on the destination (inbound).
 SLOT_DIRECTIONS = ('out', 'in')
+# The strategies a migration may be given (objects.fields.Strategy.CHOSEN).
+STRATEGY_CHOICES = ('precopy', 'auto-converge', 'postcopy-after-first-pass')
+# What a migration event records (objects.fields.MigrationEventKind).
+EVENT_KINDS = ('forecast', 'downtime-step', 'postcopy-requested', 'postcopy-started',
+               'paused', 'abort-requested', 'action-failed', 'outcome')
 # Where a progress record came from: pushed by the source agent's monitor, or read by
 # the conductor from the agent after the source had been silent.
 PROGRESS_ORIGINS = ('push', 'poll')
@@ -77,6 +83,23 @@ class JSONEncodedList(sa.types.TypeDecorator):
 
     def process_result_value(self, value, dialect):
         """Decode the stored text back into a list (or None)."""
+        if value is None:
+            return None
+        return jsonutils.loads(value)
+
+
+class JSONEncodedDict(sa.types.TypeDecorator):
+    """A dict of JSON-serializable values stored as JSON text; NULL stays None."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        return jsonutils.dumps(dict(value))
+
+    def process_result_value(self, value, dialect):
         if value is None:
             return None
         return jsonutils.loads(value)
@@ -210,6 +233,13 @@ class Migration(TimestampMixin, Base):
         sa.Integer, nullable=False, default=0, server_default='0')
     # When the migration joined its hosts' queues (first come, first served).
     queued_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(DateTime)
+    # The migration profile applied, the strategy chosen before the job started, and
+    # the forecast behind it (objects.MigrationForecast as a JSON document, completed
+    # with what happened once the migration ended).
+    profile: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    strategy: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(32), info={'choices': STRATEGY_CHOICES})
+    forecast: orm.Mapped[dict | None] = orm.mapped_column(JSONEncodedDict)
 
 
 class MigrationProgress(Base):
@@ -237,6 +267,25 @@ class MigrationProgress(Base):
     total_time_ms: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
     postcopy: orm.Mapped[bool] = orm.mapped_column(
         sa.Boolean, nullable=False, default=False, server_default=sa.false())
+
+
+class MigrationEvent(Base):
+    """One decision or observation of a migration (a downtime step, the switch to
+    post-copy, a pause, an abort on budget, the forecast and the outcome)."""
+
+    __tablename__ = 'migration_events'
+    __table_args__ = (TABLE_ARGS,)
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True)
+    migration_uuid: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), nullable=False, index=True)
+    created_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        DateTime, default=_utcnow)
+    kind: orm.Mapped[str] = orm.mapped_column(
+        sa.String(32), nullable=False, info={'choices': EVENT_KINDS})
+    host: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    job_elapsed_s: orm.Mapped[float | None] = orm.mapped_column(sa.Float)
+    message: orm.Mapped[str] = orm.mapped_column(sa.Text, nullable=False)
 
 
 class MigrationSlot(Base):

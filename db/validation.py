@@ -123,6 +123,14 @@ def _check_type(column_type, value):
                 and all(isinstance(item, str) for item in value)):
             return list(value), None
         return None, 'a list of strings'
+    if isinstance(column_type, models.JSONEncodedDict):
+        if isinstance(value, collections.abc.Mapping):
+            return dict(value), None
+        return None, 'a mapping'
+    if isinstance(column_type, sa.Float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value), None
+        return None, 'a number'
     if isinstance(column_type, sa.Boolean):
         return (value, None) if isinstance(value, bool) else (None, 'a boolean')
     if isinstance(column_type, sa.Integer):

@@ -7,7 +7,7 @@ registers the classes and binds them as attributes of this package.
 
 _MODULES = ('claim', 'compute_host', 'destination', 'disk', 'host_migrations',
             'host_report', 'instance', 'migration', 'migration_job', 'migration_spec',
-            'source_facts')
+            'profile', 'source_facts')
 
 
 def register_all():

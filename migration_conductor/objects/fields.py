@@ -15,6 +15,7 @@ BooleanField = fields.BooleanField
 DateTimeField = fields.DateTimeField
 FloatField = fields.FloatField
 IntegerField = fields.IntegerField
+ListOfIntegersField = fields.ListOfIntegersField
 ListOfStringsField = fields.ListOfStringsField
 ObjectField = fields.ObjectField
 ListOfObjectsField = fields.ListOfObjectsField
@@ -172,3 +173,85 @@ class JobType(fields.Enum):
 
 class JobTypeField(fields.BaseEnumField):
     AUTO_TYPE = JobType()
+
+
+class Strategy(fields.Enum):
+    """How a live migration gets to its end (a profile's choice, or the forecast's).
+
+    ``auto``: the forecast chooses among what the profile allows (a profile's value
+    only); ``precopy``: plain pre-copy; ``auto-converge``: pre-copy with QEMU throttling
+    the guest's vCPUs when it lags; ``postcopy-after-first-pass``: pre-copy for one pass
+    over the memory, then post-copy (the destination runs the guest and pulls the rest).
+    """
+
+    AUTO = 'auto'
+    PRECOPY = 'precopy'
+    AUTO_CONVERGE = 'auto-converge'
+    POSTCOPY_AFTER_FIRST_PASS = 'postcopy-after-first-pass'
+    ALL = (AUTO, PRECOPY, AUTO_CONVERGE, POSTCOPY_AFTER_FIRST_PASS)
+    CHOSEN = (PRECOPY, AUTO_CONVERGE, POSTCOPY_AFTER_FIRST_PASS)
+
+    def __init__(self):
+        super().__init__(valid_values=self.ALL)
+
+
+class StrategyField(fields.BaseEnumField):
+    AUTO_TYPE = Strategy()
+
+
+class CompletionAction(fields.Enum):
+    """What ends a job whose completion budget ran out (or a force-complete)."""
+
+    ABORT = 'abort'
+    POSTCOPY = 'postcopy'
+    PAUSE = 'pause'
+    ALL = (ABORT, POSTCOPY, PAUSE)
+    FORCE_MODES = (POSTCOPY, PAUSE)
+
+    def __init__(self):
+        super().__init__(valid_values=self.ALL)
+
+
+class CompletionActionField(fields.BaseEnumField):
+    AUTO_TYPE = CompletionAction()
+
+
+class Compression(fields.Enum):
+    """Compression of the migration stream (libvirt's ``compression`` methods)."""
+
+    NONE = 'none'
+    XBZRLE = 'xbzrle'
+    ZLIB = 'zlib'
+    ZSTD = 'zstd'
+    ALL = (NONE, XBZRLE, ZLIB, ZSTD)
+    # Methods QEMU applies only to a multifd stream (parallel connections).
+    MULTIFD_ONLY = (ZLIB, ZSTD)
+
+    def __init__(self):
+        super().__init__(valid_values=self.ALL)
+
+
+class CompressionField(fields.BaseEnumField):
+    AUTO_TYPE = Compression()
+
+
+class MigrationEventKind(fields.Enum):
+    """A decision or observation recorded in a migration's story."""
+
+    FORECAST = 'forecast'
+    DOWNTIME_STEP = 'downtime-step'
+    POSTCOPY_REQUESTED = 'postcopy-requested'
+    POSTCOPY_STARTED = 'postcopy-started'
+    PAUSED = 'paused'
+    ABORT_REQUESTED = 'abort-requested'
+    ACTION_FAILED = 'action-failed'
+    OUTCOME = 'outcome'
+    ALL = (FORECAST, DOWNTIME_STEP, POSTCOPY_REQUESTED, POSTCOPY_STARTED, PAUSED,
+           ABORT_REQUESTED, ACTION_FAILED, OUTCOME)
+
+    def __init__(self):
+        super().__init__(valid_values=self.ALL)
+
+
+class MigrationEventKindField(fields.BaseEnumField):
+    AUTO_TYPE = MigrationEventKind()

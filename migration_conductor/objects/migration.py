@@ -11,6 +11,7 @@ from oslo_utils import versionutils
 from migration_conductor.objects import base
 from migration_conductor.objects import fields
 from migration_conductor.objects import migration_states
+from migration_conductor.objects import profile as objects_profile
 
 
 @base.MigrationConductorObjectRegistry.register
@@ -44,7 +45,8 @@ class Migration(base.MigrationConductorObject):
     # Version 1.0: Initial version
     # Version 1.1: job_state, job_error, last_report_at, owner, queued_at and
     #              queue_position; timestamps keep their microseconds on the wire
-    VERSION = '1.1'
+    # Version 1.2: profile, strategy, forecast and events
+    VERSION = '1.2'
 
     fields = {
         'uuid': fields.UUIDField(),
@@ -84,13 +86,26 @@ class Migration(base.MigrationConductorObject):
         # (1: next; filled by the conductor when it answers, not stored).
         'queued_at': fields.PreciseDateTimeField(nullable=True, default=None),
         'queue_position': fields.IntegerField(nullable=True, default=None),
+        # The migration profile applied (its name), the strategy chosen before the
+        # start, the forecast behind that choice (and, at the end, what happened), and
+        # the decisions and observations of its story (filled by ``show``, not stored
+        # on the row).
+        'profile': fields.StringField(nullable=True, default=None),
+        'strategy': fields.StrategyField(nullable=True, default=None),
+        'forecast': fields.ObjectField('MigrationForecast', nullable=True, default=None),
+        'events': fields.ObjectField('MigrationEventList', nullable=True, default=None),
     }
 
-    _non_db_fields = ('error', 'queue_position')
+    _non_db_fields = ('error', 'queue_position', 'forecast', 'events')
+
+    # The version of each object field sent with each version of this object.
+    obj_relationships = {'error': [('1.0', '1.0')], 'forecast': [('1.2', '1.0')],
+                         'events': [('1.2', '1.0')]}
 
     # Fields added by each version, for obj_make_compatible.
     _ADDED = {(1, 1): ('job_state', 'job_error', 'last_report_at', 'owner',
-                       'queued_at', 'queue_position')}
+                       'queued_at', 'queue_position'),
+              (1, 2): ('profile', 'strategy', 'forecast', 'events')}
 
     def obj_make_compatible(self, primitive, target_version):
         super().obj_make_compatible(primitive, target_version)
@@ -120,6 +135,8 @@ class Migration(base.MigrationConductorObject):
                                           for name in MigrationError.FIELDS})
         else:
             obj.error = None
+        obj.forecast = objects_profile.MigrationForecast.from_record(row.get('forecast'))
+        obj.events = None
         obj.obj_reset_changes(recursive=True)
         return obj
 
@@ -132,6 +149,10 @@ class Migration(base.MigrationConductorObject):
                 else:
                     values.update({'error_' + name: None
                                    for name in MigrationError.FIELDS})
+        if 'forecast' in (self.obj_what_changed() if only_changed else self.fields):
+            if self.obj_attr_is_set('forecast'):
+                values['forecast'] = (None if self.forecast is None
+                                      else self.forecast.to_record())
         return values
 
 

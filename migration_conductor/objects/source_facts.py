@@ -2,8 +2,11 @@
 
 The answer of ``check_source``, given as is to every candidate destination's
 ``check_destination``: the guest (size, power state), the source host's CPU (the
-``<cpu>`` of its capabilities), its hypervisor and the guest's disks with their pools.
+``<cpu>`` of its capabilities), its hypervisor, the guest's disks with their pools and,
+when asked, the guest's dirty rate (the forecast's input).
 """
+
+from oslo_utils import versionutils
 
 from migration_conductor.objects import base
 from migration_conductor.objects import fields
@@ -12,7 +15,8 @@ from migration_conductor.objects import fields
 @base.MigrationConductorObjectRegistry.register
 class SourceFacts(base.MigrationConductorObject):
     # Version 1.0: Initial version
-    VERSION = '1.0'
+    # Version 1.1: dirty_rate, the guest's dirty rate measured before the move
+    VERSION = '1.1'
 
     fields = {
         'host': fields.StringField(),
@@ -23,7 +27,18 @@ class SourceFacts(base.MigrationConductorObject):
         # None: the source did not report disks (an agent of service version 1), so
         # storage cannot be judged.
         'disks': fields.ObjectField('DiskList', nullable=True, default=None),
+        # Bytes per second the guest dirtied, measured by libvirt over a few seconds
+        # (None: not measured: not asked, not supported, or the measure failed).
+        'dirty_rate': fields.IntegerField(nullable=True, default=None),
     }
+
+    # The version of each object field sent with each version of this object.
+    obj_relationships = {'instance': [('1.0', '1.0')], 'disks': [('1.0', '1.0')]}
+
+    def obj_make_compatible(self, primitive, target_version):
+        super().obj_make_compatible(primitive, target_version)
+        if versionutils.convert_version_to_tuple(target_version) < (1, 1):
+            primitive.pop('dirty_rate', None)
 
     def legacy(self):
         """The dict an agent of RPC 1.1-1.3 gives and takes (check_destination)."""

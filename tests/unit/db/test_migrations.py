@@ -66,12 +66,24 @@ MONITOR_COLUMNS = {
 }
 NEW_TABLES = ('migration_progress', 'migration_slots', 'conductor_locks')
 
+# What revision 8f3b1c9d2e47 adds (migration profiles).
+PROFILE_COLUMNS = {
+    'migrations': {'profile', 'strategy', 'forecast'},
+    'migration_events': {'id', 'migration_uuid', 'created_at', 'kind', 'host',
+                         'job_elapsed_s', 'message'},
+}
+
+
+def _columns_after(*revisions):
+    columns = {table: set(names) for table, names in INITIAL_COLUMNS.items()}
+    for added in revisions:
+        for table, names in added.items():
+            columns.setdefault(table, set()).update(names)
+    return columns
+
 
 def _head_columns():
-    columns = {table: set(names) for table, names in INITIAL_COLUMNS.items()}
-    for table, names in MONITOR_COLUMNS.items():
-        columns.setdefault(table, set()).update(names)
-    return columns
+    return _columns_after(MONITOR_COLUMNS, PROFILE_COLUMNS)
 
 
 def _revisions():
@@ -104,12 +116,26 @@ def _check_1d8936902f05(engine):
 
 def _check_5c2e8a41b7d3(engine):
     inspector = sa.inspect(engine)
-    for table, columns in _head_columns().items():
+    for table, columns in _columns_after(MONITOR_COLUMNS).items():
         assert {c['name'] for c in inspector.get_columns(table)} == columns, table
     assert ('host', 'direction', 'slot') in _unique_columns(inspector, 'migration_slots')
     assert ('name',) in _unique_columns(inspector, 'conductor_locks')
     assert ('migration_uuid',) in _indexed_columns(inspector, 'migration_progress')
     assert ('migration_uuid',) in _indexed_columns(inspector, 'migration_slots')
+
+
+def _check_8f3b1c9d2e47(engine):
+    inspector = sa.inspect(engine)
+    for table, columns in _head_columns().items():
+        assert {c['name'] for c in inspector.get_columns(table)} == columns, table
+    assert ('migration_uuid',) in _indexed_columns(inspector, 'migration_events')
+
+
+def _post_downgrade_8f3b1c9d2e47(engine):
+    inspector = sa.inspect(engine)
+    assert 'migration_events' not in inspector.get_table_names()
+    for table, columns in _columns_after(MONITOR_COLUMNS).items():
+        assert {c['name'] for c in inspector.get_columns(table)} == columns, table
 
 
 def _post_downgrade_5c2e8a41b7d3(engine):

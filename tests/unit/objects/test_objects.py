@@ -13,6 +13,7 @@ from migration_conductor.objects import migration_states as states
 # Changing an object's fields changes its fingerprint: bump its VERSION, add a
 # "# Version x.y:" line and obj_make_compatible handling, then update the hash here.
 EXPECTED_FINGERPRINTS = {
+    'CompletionPlan': '1.0-ec57ed1e5fb2693541901a251022cec0',
     'ComputeHost': '1.1-82da0896a61b088f413baff3f591cc19',
     'ComputeHostList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
     'DestinationCheck': '1.0-8872f59b7df9840a49679c087925bb45',
@@ -25,16 +26,21 @@ EXPECTED_FINGERPRINTS = {
     'Instance': '1.0-236e47078dd5508f59773409823b6e46',
     'InstanceList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
     'JobProgress': '1.0-eee48cbea8d29bbf361c5661b4e4012f',
-    'Migration': '1.1-e226621cdd23a86cb5daaae48153f051',
+    'Migration': '1.2-f25f454d22c061de3d1b346ac35c1e80',
     'MigrationError': '1.0-146dc56505549ee4cea037ae23837847',
+    'MigrationEvent': '1.0-662a838535f5fafd965c505d1d427673',
+    'MigrationEventList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
+    'MigrationForecast': '1.0-5573789bd1b1877cdec6ba1b6d2d990a',
     'MigrationJob': '1.0-2b1bd14b7de69f53663f6a20d9f4e10d',
     'MigrationJobList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
     'MigrationList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
-    'MigrationOptions': '1.0-f5b6b1845739aae18324a59df9485b44',
-    'MigrationSpec': '1.0-8a4ff074a7d6daa4f87a8fcef3c59932',
+    'MigrationOptions': '1.1-d0dd093c6866c1488bce6586ed2649d2',
+    'MigrationProfile': '1.0-43ae87801e3661439a6267625a9921f9',
+    'MigrationProfileList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
+    'MigrationSpec': '1.1-55f8c9882a710201eef33d87e910f960',
     'ResourceClaim': '1.0-bd773706e27bfc03e92b134120b27317',
     'ResourceClaimList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
-    'SourceFacts': '1.0-06bb12561dcf7fbb93c3eece5b0be9f3',
+    'SourceFacts': '1.1-a5abc900bf1242d4efcb77fced4455be',
 }
 
 UUID_M = '11111111-1111-4111-8111-111111111111'
@@ -148,6 +154,22 @@ def test_a_migration_sent_to_a_1_0_peer_has_none_of_the_fields_of_1_1():
     assert data['status'] == states.QUEUED
     assert 'queue_position' in migration.obj_to_primitive()[
         'migration_conductor_object.data']
+
+
+def test_a_migration_sent_to_a_1_1_peer_has_no_profile_forecast_or_events():
+    migration = _migration(states.RUNNING)
+    migration.profile = 'default'
+    migration.strategy = 'precopy'
+    migration.forecast = objects.MigrationForecast(
+        memory_bytes=1, bandwidth=1, max_downtime_ms=1, converges=True, bound_s=1.0,
+        strategy='precopy', reason='r')
+    migration.events = objects.MigrationEventList(objects=[])
+    data = migration.obj_to_primitive(target_version='1.1')[
+        'migration_conductor_object.data']
+    assert not set(data) & {'profile', 'strategy', 'forecast', 'events'}
+    assert data['status'] == states.RUNNING
+    again = objects.Migration.obj_from_primitive(migration.obj_to_primitive())
+    assert again.forecast.reason == 'r' and again.profile == 'default'
 
 
 def test_timestamps_keep_their_microseconds_on_the_wire():
