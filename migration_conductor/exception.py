@@ -69,6 +69,11 @@ class MigrationNotFound(NotFound):
     code = 'migration_not_found'
 
 
+class ProfileNotFound(NotFound):
+    msg_fmt = 'Migration profile %(profile)s does not exist (profiles: %(known)s).'
+    code = 'profile_not_found'
+
+
 # --- conflicts -------------------------------------------------------------------------
 
 class Conflict(MigrationConductorError):
@@ -104,6 +109,18 @@ class InstanceNotRunning(Conflict):
     msg_fmt = ('Instance %(instance_uuid)s is %(power_state)s on host %(host)s; only a '
                'running instance can be live-migrated.')
     code = 'instance_not_running'
+
+
+class ProfileCannotBeMet(Invalid):
+    msg_fmt = ('Migration profile %(profile)s cannot be met for instance '
+               '%(instance_uuid)s: %(reason)s')
+    code = 'profile_cannot_be_met'
+
+
+class ForceCompleteModeRefused(Invalid):
+    msg_fmt = ('Migration %(migration_uuid)s cannot be forced to complete by %(mode)s: '
+               '%(reason)s')
+    code = 'force_complete_mode_refused'
 
 
 class NoValidHost(MigrationConductorError):
@@ -258,6 +275,12 @@ class MigrationJobCancelled(MigrationJobFailed):
     msg_fmt = ('The migration job of instance %(instance_uuid)s on host %(host)s was '
                'cancelled.')
     code = 'migration_job_cancelled'
+
+
+class CompletionBudgetExceeded(MigrationJobFailed):
+    msg_fmt = ('The migration of instance %(instance_uuid)s from %(host)s was ended by '
+               'its profile: %(reason)s.')
+    code = 'completion_budget_exceeded'
 
 
 class HypervisorCallFailed(MigrationConductorError):

@@ -13,12 +13,14 @@ from migration_conductor.conf import conductor
 from migration_conductor.conf import database
 from migration_conductor.conf import default
 from migration_conductor.conf import libvirt
+from migration_conductor.conf import migration_profiles
 from migration_conductor.conf import simulated
 from migration_conductor.conf import upgrade_levels
 
 CONF = cfg.CONF
 
-_MODULES = (default, conductor, agent, libvirt, simulated, all_in_one, upgrade_levels)
+_MODULES = (default, conductor, migration_profiles, agent, libvirt, simulated, all_in_one,
+            upgrade_levels)
 
 
 def register_opts(conf):

@@ -73,13 +73,12 @@ conductor_opts = [
     cfg.IntOpt('migration_workers',
                default=16, min=1,
                help='Migrations this conductor drives at the same time (threads).'),
-    cfg.IntOpt('max_downtime_ms',
-               default=500, min=1,
-               help='Downtime target of a live migration in milliseconds, given to '
-                    'libvirt.'),
     cfg.IntOpt('bandwidth_mib',
                default=0, min=0,
-               help='Bandwidth limit of a migration in MiB/s; 0 means no limit.'),
+               help='Site-wide cap on the bandwidth of every migration, in MiB/s (the '
+                    'lower of it and the migration profile\'s limit applies); 0 means '
+                    'no cap. The maximum downtime and everything else of a migration '
+                    'come from its profile ([migration_profiles]).'),
     cfg.StrOpt('jobboard_url',
                default='', secret=True,
                help='Redis holding the taskflow jobboard through which several '

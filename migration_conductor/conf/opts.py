@@ -5,10 +5,12 @@ from migration_conductor.conf import all_in_one
 from migration_conductor.conf import conductor
 from migration_conductor.conf import default
 from migration_conductor.conf import libvirt
+from migration_conductor.conf import migration_profiles
 from migration_conductor.conf import simulated
 from migration_conductor.conf import upgrade_levels
 
-_MODULES = (default, conductor, agent, libvirt, simulated, all_in_one, upgrade_levels)
+_MODULES = (default, conductor, migration_profiles, agent, libvirt, simulated, all_in_one,
+            upgrade_levels)
 
 
 def list_opts():
