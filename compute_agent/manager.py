@@ -32,8 +32,10 @@ LOG = logging.getLogger(__name__)
 # with the newest RPC version its service version serves (rpcapi.SERVICE_VERSION_CAPS).
 # 1: live migration (RPC 1.1); 2: the source reports disks, the destination judges
 # storage (RPC 1.2); 3: block migration of the disks not shared (RPC 1.3); 4: typed
-# contract, the job monitor runs in the source agent and reports by itself (RPC 1.4).
-SERVICE_VERSION = 4
+# contract, the job monitor runs in the source agent and reports by itself (RPC 1.4);
+# 5: migration profiles: the dirty rate measured, completion plans applied, post-copy
+# (RPC 1.5).
+SERVICE_VERSION = 5
 
 # Typed errors are answers to the conductor, not faults of the agent.
 expected = messaging.expected_exceptions(exception.MigrationConductorError)
@@ -73,11 +75,14 @@ class AgentManager:
     # --- pre-checks and claims (1.1) ---------------------------------------------------
 
     @expected
-    def check_source(self, context, migration_uuid, instance_uuid):
+    def check_source(self, context, migration_uuid, instance_uuid,
+                     dirty_rate_sample_s=0):
         """Facts of the source for the destination's checks.
 
+        :param dirty_rate_sample_s: (1.5) measure the guest's dirty rate over that
+            many seconds (0: not measured).
         :returns: SourceFacts (the guest, this host's CPU and hypervisor, the
-            guest's disks with their pools).
+            guest's disks with their pools, the dirty rate).
         :raises DomainNotFound, InstanceNotRunning: the guest cannot leave from here.
         :raises HypervisorCallFailed: its disks could not be read.
         """
@@ -88,16 +93,32 @@ class AgentManager:
                                                host=self.host)
         inventory = self.driver.get_host_inventory()
         disks = self.driver.get_instance_disks(instance_uuid)
+        dirty_rate = self._dirty_rate(migration_uuid, instance_uuid, dirty_rate_sample_s)
         LOG.info('Migration %(m)s instance %(i)s: source %(host)s checked (%(mem)s MiB, '
-                 '%(cpu)s vCPUs, %(disks)d disk(s))',
+                 '%(cpu)s vCPUs, %(disks)d disk(s), dirty rate %(rate)s)',
                  {'m': migration_uuid, 'i': instance_uuid, 'host': self.host,
                   'mem': instance['memory_mb'], 'cpu': instance['vcpus'],
-                  'disks': len(disks)})
+                  'disks': len(disks),
+                  'rate': 'not measured' if dirty_rate is None else '%.1f MiB/s over '
+                          '%d s' % (dirty_rate / 2 ** 20, dirty_rate_sample_s)})
         return objects.SourceFacts(
             host=self.host, instance=objects.Instance(host=self.host, **instance),
             cpu_xml=inventory['cpu_xml'], hypervisor_type=inventory['hypervisor_type'],
             hypervisor_version=inventory['hypervisor_version'],
-            disks=objects.DiskList.from_driver(disks))
+            disks=objects.DiskList.from_driver(disks), dirty_rate=dirty_rate)
+
+    def _dirty_rate(self, migration_uuid, instance_uuid, seconds):
+        """The guest's dirty rate (bytes/s) measured now, or None (not asked, or the
+        measure failed: the forecast then says it was not measured)."""
+        if not seconds:
+            return None
+        try:
+            return self.driver.measure_dirty_rate(instance_uuid, seconds)
+        except exception.MigrationConductorError as exc:
+            LOG.warning('Migration %s instance %s: could not measure the dirty rate on '
+                        'host %s (%s); the forecast goes without it', migration_uuid,
+                        instance_uuid, self.host, exc)
+            return None
 
     @expected
     def check_destination(self, context, migration_uuid, instance_uuid, source,
@@ -214,8 +235,11 @@ class AgentManager:
         return self.jobs.abort(migration_uuid, instance_uuid)
 
     @expected
-    def force_complete_migration(self, context, migration_uuid, instance_uuid):
-        self.jobs.force_complete(migration_uuid, instance_uuid)
+    def force_complete_migration(self, context, migration_uuid, instance_uuid,
+                                 mode=fields.CompletionAction.PAUSE):
+        """Make the job complete: ``pause`` the guest, or (1.5) switch to
+        ``postcopy`` (confirmed from the job's statistics)."""
+        return self.jobs.force_complete(migration_uuid, instance_uuid, mode=mode)
 
     # --- finish and roll back (1.1) --------------------------------------------------
 

@@ -49,10 +49,14 @@ class _Job:
     """One outgoing migration job (its threads write it, the table's lock guards it)."""
 
     def __init__(self, migration_uuid, instance_uuid, report_interval, adopted=False,
-                 state=JobState.RUNNING):
+                 state=JobState.RUNNING, plan=None):
         self.migration_uuid = migration_uuid
         self.instance_uuid = instance_uuid
         self.report_interval = report_interval
+        # What the monitor does to complete the job (CompletionPlan), or None.
+        self.plan = plan
+        self.started_at = time.monotonic()
+        self.postcopy = False
         # Found in libvirt (this agent did not start it): its end is seen by the
         # monitor, not by a thread blocked in live_migrate.
         self.adopted = adopted
@@ -141,7 +145,7 @@ class MigrationJobs:
                                      spec.report_interval, adopted=True,
                                      state=JobState.COMPLETED))
         job = self._record(_Job(spec.migration_uuid, spec.instance_uuid,
-                                spec.report_interval))
+                                spec.report_interval, plan=spec.plan))
         thread = threading.Thread(target=self._run, args=(job, spec), daemon=True,
                                   name='migrate-%s' % spec.migration_uuid)
         thread.start()
@@ -209,6 +213,17 @@ class MigrationJobs:
     def job_progress(self, job, stats):
         """Report one reading of a running job's statistics (monitor thread)."""
         self._report('progress', self._describe(job, stats))
+
+    def report_event(self, job, event):
+        """Report a decision of the job's monitor (a MigrationEvent) to the conductor."""
+        if self._reporter is None:
+            return
+        try:
+            self._reporter.event(event)
+        except Exception as exc:  # the decision is in this agent's log anyway
+            LOG.warning('Migration %s instance %s: could not report the %s event to the '
+                        'conductor (%s)', job.migration_uuid, job.instance_uuid,
+                        event.kind, exc)
 
     def _report(self, what, job):
         if self._reporter is None:
@@ -292,15 +307,51 @@ class MigrationJobs:
                                 'what': 'job aborted' if aborted else 'no job running'})
         return aborted
 
-    def force_complete(self, migration_uuid, instance_uuid):
-        """Pause the guest so that pre-copy converges; the destination resumes it."""
-        self._driver.pause_instance(instance_uuid)
+    def force_complete(self, migration_uuid, instance_uuid,
+                       mode=fields.CompletionAction.PAUSE, confirm_s=10.0):
+        """Make the running job complete now.
+
+        ``pause``: pause the guest so that pre-copy converges (the destination resumes
+        it). ``postcopy``: switch the job to post-copy and wait until its statistics
+        show the switch (at most ``confirm_s`` seconds).
+
+        :returns: True once done (for post-copy: confirmed).
+        :raises HypervisorCallFailed: the switch to post-copy was refused or did not
+            show in the job's statistics in time (nothing else was done).
+        """
+        ids = {'m': migration_uuid, 'i': instance_uuid, 'host': self.host}
         job = self._get(migration_uuid)
+        if mode == fields.CompletionAction.POSTCOPY:
+            self._driver.start_postcopy(instance_uuid)
+            deadline = time.monotonic() + confirm_s
+            while True:
+                stats = self._driver.get_job_stats(instance_uuid)
+                if stats is not None and stats.get('postcopy'):
+                    break
+                if stats is None or stats['type'] not in fields.JobType.ACTIVE:
+                    # The job ended meanwhile (completed): nothing left to force.
+                    LOG.info('Migration %(m)s instance %(i)s: the job ended on host '
+                             '%(host)s before it showed post-copy', ids)
+                    return True
+                if time.monotonic() >= deadline:
+                    raise exception.HypervisorCallFailed(
+                        host=self.host, action='switch to post-copy the job of',
+                        instance_uuid=instance_uuid,
+                        reason='the switch did not show in the job\'s statistics '
+                               'within %.0f s' % confirm_s)
+                time.sleep(0.05)
+            if job is not None:
+                job.postcopy = True
+            LOG.info('Migration %(m)s instance %(i)s: switched to post-copy on host '
+                     '%(host)s to force the migration to complete (confirmed from the '
+                     'job\'s statistics)', ids)
+            return True
+        self._driver.pause_instance(instance_uuid)
         if job is not None:
             job.force_completed = True
         LOG.info('Migration %(m)s instance %(i)s: paused on host %(host)s to force the '
-                 'migration to complete', {'m': migration_uuid, 'i': instance_uuid,
-                                           'host': self.host})
+                 'migration to complete', ids)
+        return True
 
     def forget(self, migration_uuid):
         with self._lock:

@@ -8,8 +8,11 @@ outgoing job reads libvirt's job statistics every report interval and sends them
 the moment ``live_migrate`` returns; for a job this agent found running after a restart
 (no thread of its own blocks in ``migrateToURI3``), the monitor sees the end itself.
 
-This is where automatic completion decisions belong (downtime steps, a switch to
-post-copy, a pause), next to the job they steer.
+A job started with a completion plan is also steered here: every reading goes to its
+:class:`~compute_agent.completion.CompletionController` (downtime steps, the switch to
+post-copy, a pause or an abort when the budget runs out), which then reads the job
+every :data:`PLAN_TICK` seconds at least (progress is still reported every report
+interval).
 
 A reading that fails or times out (libvirt's calls are bounded, LAB.md) is only logged:
 it never ends or aborts the job. Only the job's own state decides its outcome.
@@ -22,7 +25,9 @@ without retries).
 
 import logging
 import threading
+import time
 
+from compute_agent import completion
 from migration_conductor import exception
 from migration_conductor.objects import fields
 
@@ -30,6 +35,9 @@ LOG = logging.getLogger(__name__)
 
 # Failed readings in a row after which each further one is logged at debug level only.
 _LOUD_FAILURES = 3
+# Seconds between two readings of a job that has a completion plan (its decisions,
+# e.g. the switch after the first pass, should not wait a whole report interval).
+PLAN_TICK = 0.2
 
 
 class JobMonitor(threading.Thread):
@@ -49,7 +57,13 @@ class JobMonitor(threading.Thread):
         LOG.debug('Migration %(m)s instance %(i)s: monitor of the job on host %(host)s '
                   'started', ids)
         failed_in_a_row = 0
-        while not job.done.wait(job.report_interval):
+        controller = None
+        tick = job.report_interval
+        if job.plan is not None:
+            controller = completion.CompletionController(self._jobs, job, job.plan)
+            tick = min(tick, PLAN_TICK)
+        reported_at = 0.0
+        while not job.done.wait(tick):
             try:
                 stats = self._driver.get_job_stats(job.instance_uuid)
             except exception.MigrationConductorError as exc:
@@ -66,7 +80,11 @@ class JobMonitor(threading.Thread):
             if job.done.is_set():
                 break
             if stats is not None and stats['type'] in fields.JobType.ACTIVE:
-                self._jobs.job_progress(job, stats)
+                if controller is not None:
+                    controller.step(stats)
+                if time.monotonic() - reported_at >= job.report_interval * 0.999:
+                    reported_at = time.monotonic()
+                    self._jobs.job_progress(job, stats)
             elif job.adopted:
                 self._adopted_job_ended(stats)
                 break

@@ -18,6 +18,10 @@ number; a test checks they agree):
   ResourceClaim, DestinationInfo, MigrationSpec, MigrationJob, DestinationFinish,
   DiskList); start_migration takes a MigrationSpec; the source agent's monitor reports
   the job's progress and end to the conductor by itself.
+* 1.5 - Migration profiles: check_source takes dirty_rate_sample_s (SourceFacts 1.1
+  carry the dirty rate); start_migration's MigrationSpec 1.1 carries the completion
+  plan the monitor applies (and options 1.1: parallel connections, compression);
+  force_complete_migration takes mode (pause or postcopy).
 
 Only this class decides what an agent is sent: each call is prepared for the newest
 version both the agent (its reported service version, :data:`SERVICE_VERSION_CAPS`) and
@@ -38,12 +42,16 @@ from migration_conductor import rpc
 
 LOG = logging.getLogger(__name__)
 
-RPC_API_VERSION = '1.4'
+RPC_API_VERSION = '1.5'
 TYPED_VERSION = '1.4'
+PROFILES_VERSION = '1.5'
+# What an agent of RPC 1.4 knows of each object sent to it.
+_MANIFEST_1_4 = {'MigrationSpec': '1.0', 'MigrationOptions': '1.0',
+                 'SourceFacts': '1.0'}
 
 # The newest API version served by an agent of each service version
 # (compute_agent.manager.SERVICE_VERSION, which the conductor knows from its reports).
-SERVICE_VERSION_CAPS = {1: '1.1', 2: '1.2', 3: '1.3', 4: '1.4'}
+SERVICE_VERSION_CAPS = {1: '1.1', 2: '1.2', 3: '1.3', 4: '1.4', 5: '1.5'}
 # The first service version whose agents, as sources, copy only the disks named
 # (migrate_disks) and delete the originals afterwards.
 BLOCK_MIGRATION_SERVICE_VERSION = 3
@@ -162,6 +170,13 @@ class AgentAPI:
                                     version_cap=self.version_cap(host))
         return cctxt.call(context, method, **kwargs)
 
+    @staticmethod
+    def _for_1_4(obj):
+        """``obj`` as an agent of RPC 1.4 knows it: a primitive of the versions of
+        :data:`_MANIFEST_1_4` (its serializer turns it back into the object)."""
+        return obj.obj_to_primitive(target_version=_MANIFEST_1_4[obj.obj_name()],
+                                    version_manifest=_MANIFEST_1_4)
+
     def _typed(self, host):
         return self.can_send_version(host, TYPED_VERSION)
 
@@ -173,10 +188,19 @@ class AgentAPI:
 
     # --- pre-checks and claims ------------------------------------------------------------
 
-    def check_source(self, context, host, migration_uuid, instance_uuid, timeout=None):
-        """:returns: SourceFacts."""
-        answer = self._call(context, host, 'check_source', '1.1', timeout=timeout,
-                            migration_uuid=migration_uuid, instance_uuid=instance_uuid)
+    def check_source(self, context, host, migration_uuid, instance_uuid, timeout=None,
+                     dirty_rate_sample_s=0):
+        """:param dirty_rate_sample_s: measure the guest's dirty rate that long (an
+            agent older than 1.5 measures nothing: SourceFacts.dirty_rate is None).
+        :returns: SourceFacts."""
+        kwargs = {}
+        version = '1.1'
+        if dirty_rate_sample_s and self.can_send_version(host, PROFILES_VERSION):
+            version = PROFILES_VERSION
+            kwargs['dirty_rate_sample_s'] = dirty_rate_sample_s
+        answer = self._call(context, host, 'check_source', version, timeout=timeout,
+                            migration_uuid=migration_uuid, instance_uuid=instance_uuid,
+                            **kwargs)
         if isinstance(answer, objects.SourceFacts):
             return answer
         return objects.SourceFacts.from_legacy(host, answer)
@@ -192,9 +216,12 @@ class AgentAPI:
         :returns: DestinationCheck.
         """
         kwargs = {'migration_uuid': migration_uuid, 'instance_uuid': instance_uuid}
-        if self._typed(host):
-            version = TYPED_VERSION
+        if self.can_send_version(host, PROFILES_VERSION):
+            version = PROFILES_VERSION
             kwargs.update(source=source, block_migration=block_migration)
+        elif self._typed(host):
+            version = TYPED_VERSION
+            kwargs.update(source=self._for_1_4(source), block_migration=block_migration)
         elif self.can_send_version(host, '1.2'):
             version = '1.2'
             kwargs.update(source=source.legacy(), block_migration=block_migration)
@@ -238,10 +265,20 @@ class AgentAPI:
         :param spec: MigrationSpec.
         :returns: MigrationJob (the job runs, or already ended).
         """
-        if self._typed(host):
-            answer = self._call(context, host, 'start_migration', TYPED_VERSION,
+        if self.can_send_version(host, PROFILES_VERSION):
+            answer = self._call(context, host, 'start_migration', PROFILES_VERSION,
                                 timeout=timeout, migration_uuid=spec.migration_uuid,
                                 instance_uuid=spec.instance_uuid, spec=spec)
+        elif self._typed(host):
+            if spec.plan is not None:
+                LOG.warning('Migration %s instance %s: the source %s is older than RPC '
+                            '%s: its monitor will not apply the profile %s (only watch '
+                            'the job)', spec.migration_uuid, spec.instance_uuid, host,
+                            PROFILES_VERSION, spec.plan.profile)
+            answer = self._call(context, host, 'start_migration', TYPED_VERSION,
+                                timeout=timeout, migration_uuid=spec.migration_uuid,
+                                instance_uuid=spec.instance_uuid,
+                                spec=self._for_1_4(spec))
         else:
             answer = self._call(context, host, 'start_migration', '1.1', timeout=timeout,
                                 migration_uuid=spec.migration_uuid,
@@ -278,9 +315,24 @@ class AgentAPI:
         return self._call(context, host, 'abort_migration', '1.1', timeout=timeout,
                           migration_uuid=migration_uuid, instance_uuid=instance_uuid)
 
-    def force_complete_migration(self, context, host, migration_uuid, instance_uuid):
-        return self._call(context, host, 'force_complete_migration', '1.1',
-                          migration_uuid=migration_uuid, instance_uuid=instance_uuid)
+    def force_complete_migration(self, context, host, migration_uuid, instance_uuid,
+                                 mode='pause', timeout=None):
+        """Make the job complete by ``pause`` or (1.5) ``postcopy``.
+
+        :raises HypervisorCallFailed: the agent could not (post-copy not confirmed).
+        :raises ForceCompleteModeRefused: post-copy asked of an agent older than 1.5.
+        """
+        if mode == 'pause':
+            return self._call(context, host, 'force_complete_migration', '1.1',
+                              timeout=timeout, migration_uuid=migration_uuid,
+                              instance_uuid=instance_uuid)
+        if not self.can_send_version(host, PROFILES_VERSION):
+            raise exception.ForceCompleteModeRefused(
+                migration_uuid=migration_uuid, mode=mode,
+                reason='the source %s is older than RPC %s' % (host, PROFILES_VERSION))
+        return self._call(context, host, 'force_complete_migration', PROFILES_VERSION,
+                          timeout=timeout, migration_uuid=migration_uuid,
+                          instance_uuid=instance_uuid, mode=mode)
 
     # --- finish and roll back -------------------------------------------------------------
 

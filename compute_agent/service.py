@@ -216,3 +216,7 @@ class JobReporter:
     def ended(self, job):
         """The job's end, the moment it happens (``migration_job_ended``)."""
         self._conductor.migration_job_ended(self._context, job)
+
+    def event(self, event):
+        """A decision of the job's monitor (``migration_event``)."""
+        self._conductor.migration_event(self._context, event)

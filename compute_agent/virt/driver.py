@@ -42,6 +42,8 @@ MIGRATION_OPTION_DEFAULTS = {
     'postcopy': False,          # permit post-copy (live_migrate never switches)
     'listen_address': None,     # where the destination listens for the data
     'migrate_disks': None,      # with block_migration: the targets to copy (None: all)
+    'parallel_connections': 1,  # streams (multifd when more than 1)
+    'compression': 'none',      # none, xbzrle, zlib or zstd (the last two: multifd)
 }
 
 # The keys of a job statistics dict (ComputeDriver.get_job_stats).
@@ -306,6 +308,32 @@ class ComputeDriver(abc.ABC):
             expected_downtime_ms, downtime_ms, total_time_ms and postcopy (bool: the
             job runs in post-copy). Values the hypervisor does not give are None; an
             incoming migration on a destination shows type 'unbounded' and no values.
+        """
+
+    @abc.abstractmethod
+    def measure_dirty_rate(self, instance_uuid, seconds):
+        """Measure how fast the guest dirties its memory; blocks about ``seconds``.
+
+        :returns: bytes per second, or None when the hypervisor cannot measure it.
+        :raises DomainNotFound: the guest is not defined here.
+        :raises HypervisorUnavailable, HypervisorCallFailed: the measure failed.
+        """
+
+    @abc.abstractmethod
+    def set_max_downtime(self, instance_uuid, downtime_ms):
+        """Change the downtime allowed to the guest's running migration job.
+
+        :raises HypervisorUnavailable, HypervisorCallFailed: the hypervisor refused.
+        """
+
+    @abc.abstractmethod
+    def start_postcopy(self, instance_uuid):
+        """Ask the guest's running job (started with ``postcopy``) to switch to
+        post-copy. Returns once the hypervisor took the request: that the job really
+        switched shows only in :meth:`get_job_stats` (``postcopy``).
+
+        :raises HypervisorUnavailable, HypervisorCallFailed: the request failed or
+            got no answer in time.
         """
 
     @abc.abstractmethod

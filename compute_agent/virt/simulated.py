@@ -69,8 +69,9 @@ class _Domain:
     """One domain of a simulated host (guarded by the module lock)."""
 
     def __init__(self, uuid, name, memory_mb, vcpus, power_state, dirty_rate_mib,
-                 disks=()):
+                 disks=(), migration_profile=None):
         self.uuid = uuid
+        self.migration_profile = migration_profile
         self.name = name
         self.memory_mb = memory_mb
         self.vcpus = vcpus
@@ -83,7 +84,8 @@ class _Domain:
 
     def to_dict(self):
         return {'uuid': self.uuid, 'name': self.name, 'power_state': self.power_state,
-                'memory_mb': self.memory_mb, 'vcpus': self.vcpus}
+                'memory_mb': self.memory_mb, 'vcpus': self.vcpus,
+                'migration_profile': self.migration_profile}
 
 
 class _Job:
@@ -97,6 +99,9 @@ class _Job:
         self.failure = failure            # reason of an injected failure, or None
         self.started_paused = started_paused
         self.abort_requested = False
+        self.postcopy_permitted = False
+        self.postcopy_requested = False
+        self.postcopy = False             # switched: the destination runs the guest
 
 
 class SimulatedDriver(driver.ComputeDriver):
@@ -160,10 +165,12 @@ class SimulatedDriver(driver.ComputeDriver):
     # --- test controls ----------------------------------------------------------------
 
     def add_domain(self, name, memory_mb=512, vcpus=1, uuid=None,
-                   power_state='running', dirty_rate_mib=0, disks=None):
+                   power_state='running', dirty_rate_mib=0, disks=None,
+                   migration_profile=None):
         """Define a domain on this simulated host; returns its UUID.
 
         :param dirty_rate_mib: MiB/s the guest dirties while it runs.
+        :param migration_profile: the profile its metadata names (None: none).
         :param disks: its disks, as dicts with keys target and path, and optionally
             format, pool_uuid and allocation (None when missing); None: a diskless
             guest.
@@ -174,7 +181,8 @@ class SimulatedDriver(driver.ComputeDriver):
                  for d in disks or ()]
         with _CHANGED:
             self._domains[domain_uuid] = _Domain(domain_uuid, name, memory_mb, vcpus,
-                                                 power_state, dirty_rate_mib, disks)
+                                                 power_state, dirty_rate_mib, disks,
+                                                 migration_profile)
             _CHANGED.notify_all()
         return domain_uuid
 
@@ -399,12 +407,14 @@ class SimulatedDriver(driver.ComputeDriver):
                                            'copy of %s' % (dest_name, disk['path']))
                     pool['paths'].add(disk['path'])
         incoming = _Domain(instance_uuid, domain.name, domain.memory_mb, domain.vcpus,
-                           'paused', domain.dirty_rate_mib, domain.disks)
+                           'paused', domain.dirty_rate_mib, domain.disks,
+                           domain.migration_profile)
         incoming.incoming = True
         dest._domains[instance_uuid] = incoming
         failure, self._fail_next = self._fail_next, None
         domain.job = _Job(model, dest, incoming, existing, failure,
                           started_paused=domain.power_state == 'paused')
+        domain.job.postcopy_permitted = bool(options['postcopy'])
         return domain, domain.job
 
     def _run_job(self, instance_uuid, domain, job):
@@ -424,6 +434,9 @@ class SimulatedDriver(driver.ComputeDriver):
                     raise self._failed(instance_uuid, job.failure)
                 if converged:
                     break
+                if job.postcopy_requested:
+                    self._run_postcopy(instance_uuid, domain, job, scale)
+                    return
                 _CHANGED.wait(STEP)
             # Stop-and-copy: the guest is stopped while the rest is sent.
             deadline = time.monotonic() + job.model.downtime * scale
@@ -436,6 +449,33 @@ class SimulatedDriver(driver.ComputeDriver):
             job.model.complete()
             self._switch_over(instance_uuid, domain, job)
             _CHANGED.notify_all()
+
+    def _run_postcopy(self, instance_uuid, domain, job, scale):
+        """Switch to post-copy: the destination runs the guest from now on and pulls
+        what is left at the bandwidth; the source stays paused (under the lock)."""
+        job.postcopy = True
+        domain.power_state = 'paused'
+        job.incoming.power_state = 'running'
+        _CHANGED.notify_all()
+        left = job.model.remaining
+        LOG.info('Instance %s: simulated migration from host %s switched to post-copy '
+                 '(%d MiB left to pull)', instance_uuid, self.host, left // MIB)
+        deadline = time.monotonic() + left / job.model.bandwidth * scale
+        while True:
+            if job.dest._domains.get(instance_uuid) is not job.incoming:
+                # The destination lost the guest in post-copy: nobody has it whole.
+                domain.job = None
+                _CHANGED.notify_all()
+                raise self._failed(instance_uuid, 'the destination lost the guest in '
+                                   'post-copy')
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                break
+            _CHANGED.wait(min(wait, STEP))
+        job.model.converged, job.model.downtime = True, 0.0
+        job.model.complete()
+        self._switch_over(instance_uuid, domain, job)
+        _CHANGED.notify_all()
 
     def _check_job(self, instance_uuid, domain, job):
         """Raise (after cleaning up) when the job was aborted or lost a side."""
@@ -482,7 +522,9 @@ class SimulatedDriver(driver.ComputeDriver):
             if domain is None:
                 return None
             if domain.job is not None:
-                return domain.job.model.stats('unbounded')
+                stats = domain.job.model.stats('unbounded')
+                stats['postcopy'] = domain.job.postcopy
+                return stats
             # As libvirt: no statistics for an incoming migration on the destination.
             return driver.empty_job_stats('unbounded' if domain.incoming else 'none')
 
@@ -493,6 +535,38 @@ class SimulatedDriver(driver.ComputeDriver):
                 return None
             return dict(domain.completed_stats)
 
+    def measure_dirty_rate(self, instance_uuid, seconds):
+        time.sleep(seconds * self._conf.simulated.time_scale)
+        with _LOCK:
+            domain = self._lookup(instance_uuid)
+            rate = domain.dirty_rate_mib if domain.power_state == 'running' else 0
+            return int(rate * MIB)
+
+    def set_max_downtime(self, instance_uuid, downtime_ms):
+        with _CHANGED:
+            job = self._running_job(instance_uuid, 'set the maximum downtime of')
+            job.model.max_downtime = downtime_ms / 1000.0
+            _CHANGED.notify_all()
+
+    def start_postcopy(self, instance_uuid):
+        with _CHANGED:
+            job = self._running_job(instance_uuid, 'switch to post-copy the job of')
+            if not job.postcopy_permitted:
+                raise exception.HypervisorCallFailed(
+                    host=self.host, action='switch to post-copy the job of',
+                    instance_uuid=instance_uuid,
+                    reason='the job was not started with post-copy permitted')
+            job.postcopy_requested = True
+            _CHANGED.notify_all()
+
+    def _running_job(self, instance_uuid, action):
+        domain = self._domains.get(instance_uuid)
+        if domain is None or domain.job is None:
+            raise exception.HypervisorCallFailed(host=self.host, action=action,
+                                                 instance_uuid=instance_uuid,
+                                                 reason='no migration job is running')
+        return domain.job
+
     def abort_job(self, instance_uuid):
         with _CHANGED:
             domain = self._domains.get(instance_uuid)
@@ -500,6 +574,11 @@ class SimulatedDriver(driver.ComputeDriver):
                 LOG.info('Instance %s: no job to abort on simulated host %s', instance_uuid,
                          self.host)
                 return False
+            if domain.job.postcopy:
+                # As libvirt: a job in post-copy cannot be aborted.
+                raise exception.HypervisorCallFailed(
+                    host=self.host, action='abort the job of', instance_uuid=instance_uuid,
+                    reason='cannot abort migration in post-copy mode')
             domain.job.abort_requested = True
             _CHANGED.notify_all()
         LOG.info('Instance %s on simulated host %s: job abort requested', instance_uuid,

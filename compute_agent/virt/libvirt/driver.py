@@ -26,6 +26,9 @@ LOG = logging.getLogger(__name__)
 # holds the domain's lock; a lookup this slow stalls migrations and every call on the
 # migrating domain. getHostname performs the same lookup, so init_host times it.
 SLOW_HOSTNAME_LOOKUP_SECONDS = 1.0
+# Seconds the request to switch a job to post-copy may take (LAB.md: it once never
+# returned); the switch itself is confirmed from the job statistics.
+POSTCOPY_CALL_TIMEOUT = 10
 
 
 class LibvirtDriver(driver.ComputeDriver):
@@ -211,6 +214,21 @@ class LibvirtDriver(driver.ComputeDriver):
             return None
         with self._libvirt_errors('read the job statistics of', instance_uuid):
             return migration.job_stats(self._host, dom)
+
+    def measure_dirty_rate(self, instance_uuid, seconds):
+        dom = self._get(instance_uuid)
+        with self._libvirt_errors('measure the dirty rate of', instance_uuid):
+            return migration.measure_dirty_rate(self._host, dom, seconds)
+
+    def set_max_downtime(self, instance_uuid, downtime_ms):
+        dom = self._get(instance_uuid)
+        with self._libvirt_errors('set the maximum downtime of', instance_uuid):
+            migration.set_max_downtime(self._host, dom, downtime_ms)
+
+    def start_postcopy(self, instance_uuid):
+        dom = self._get(instance_uuid)
+        with self._libvirt_errors('switch to post-copy the migration of', instance_uuid):
+            migration.start_postcopy(self._host, dom, POSTCOPY_CALL_TIMEOUT)
 
     def get_completed_job_stats(self, instance_uuid):
         dom = self._find(instance_uuid)

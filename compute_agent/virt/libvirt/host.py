@@ -38,6 +38,8 @@ LOG = logging.getLogger(__name__)
 
 libvirtError = libvirt.libvirtError
 
+# The namespace of the project's element in a domain's <metadata>.
+METADATA_NAMESPACE = 'http://migration-conductor.org/xmlns/instance/1.0'
 CALL_TIMEOUT = 30  # seconds a bounded libvirt call may take before the agent gives up
 # CPU verdicts kept per connection (one per source CPU description seen); the oldest
 # is dropped beyond.
@@ -55,11 +57,18 @@ MIGRATE_NON_SHARED_DISK = libvirt.VIR_MIGRATE_NON_SHARED_DISK
 MIGRATE_AUTO_CONVERGE = libvirt.VIR_MIGRATE_AUTO_CONVERGE
 MIGRATE_POSTCOPY = libvirt.VIR_MIGRATE_POSTCOPY
 MIGRATE_UNSAFE = libvirt.VIR_MIGRATE_UNSAFE
+MIGRATE_PARALLEL = libvirt.VIR_MIGRATE_PARALLEL
+MIGRATE_COMPRESSED = libvirt.VIR_MIGRATE_COMPRESSED
 
 PARAM_URI = libvirt.VIR_MIGRATE_PARAM_URI
 PARAM_BANDWIDTH = libvirt.VIR_MIGRATE_PARAM_BANDWIDTH
 PARAM_LISTEN_ADDRESS = libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS
 PARAM_MIGRATE_DISKS = libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS
+PARAM_PARALLEL_CONNECTIONS = libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS
+PARAM_COMPRESSION = libvirt.VIR_MIGRATE_PARAM_COMPRESSION
+
+DOMAIN_STATS_DIRTYRATE = libvirt.VIR_DOMAIN_STATS_DIRTYRATE
+DIRTYRATE_MEASURED = 2    # dirtyrate.calc_status once the measure is done
 
 ERR_NO_DOMAIN = libvirt.VIR_ERR_NO_DOMAIN
 ERR_OPERATION_ABORTED = libvirt.VIR_ERR_OPERATION_ABORTED
@@ -399,11 +408,37 @@ class Host:
             raise
 
     def describe_domain(self, dom):
-        """Return a domain as a dict (uuid, name, power_state, memory_mb, vcpus)."""
+        """Return a domain as a dict (uuid, name, power_state, memory_mb, vcpus,
+        migration_profile)."""
         state, max_mem_kib, _mem, vcpus, _cpu_time = self.call('read domain', dom.info)
         return {'uuid': dom.UUIDString(), 'name': dom.name(),
                 'power_state': _POWER_STATES.get(state, 'unknown'),
-                'memory_mb': max_mem_kib // 1024, 'vcpus': vcpus}
+                'memory_mb': max_mem_kib // 1024, 'vcpus': vcpus,
+                'migration_profile': self.migration_profile(dom)}
+
+    def migration_profile(self, dom):
+        """The migration profile the domain's metadata names, or None.
+
+        The element ``<mc:instance xmlns:mc="METADATA_NAMESPACE">`` of the domain's
+        ``<metadata>``, holding ``<mc:migration-profile>NAME</mc:migration-profile>``.
+        """
+        try:
+            xml = self.call('read domain metadata', dom.metadata,
+                            libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NAMESPACE, 0)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+                return None
+            raise
+        try:
+            element = ElementTree.fromstring(xml)
+        except ElementTree.ParseError:
+            LOG.warning('Domain %s: its migration-conductor metadata is not XML; no '
+                        'profile taken from it', dom.UUIDString())
+            return None
+        for child in element.iter():
+            if child.tag.rsplit('}', 1)[-1] == 'migration-profile' and child.text:
+                return child.text.strip() or None
+        return None
 
     def get_state(self, dom):
         """Return (power_state, detail) of a domain.

@@ -36,6 +36,8 @@ LOG = logging.getLogger(__name__)
 
 # QEMU counts dirty pages in target pages: 4 KiB on x86, when libvirt does not say.
 DEFAULT_PAGE_SIZE = 4096
+# Seconds past its period a dirty rate measure may take to be reported.
+DIRTY_RATE_GRACE = 2.0
 
 
 def migration_flags(options, trust_shared_pools=False):
@@ -57,6 +59,10 @@ def migration_flags(options, trust_shared_pools=False):
         flags |= libvirt_host.MIGRATE_AUTO_CONVERGE
     if options['postcopy']:
         flags |= libvirt_host.MIGRATE_POSTCOPY
+    if (options['parallel_connections'] or 1) > 1:
+        flags |= libvirt_host.MIGRATE_PARALLEL
+    if options['compression'] not in (None, 'none'):
+        flags |= libvirt_host.MIGRATE_COMPRESSED
     return flags
 
 
@@ -73,6 +79,11 @@ def migration_params(migrate_uri, options):
         # NOTE: only these are copied; without the list libvirt copies every disk,
         # shared ones included (over themselves).
         params[libvirt_host.PARAM_MIGRATE_DISKS] = list(options['migrate_disks'])
+    if (options['parallel_connections'] or 1) > 1:
+        params[libvirt_host.PARAM_PARALLEL_CONNECTIONS] = int(
+            options['parallel_connections'])
+    if options['compression'] not in (None, 'none'):
+        params[libvirt_host.PARAM_COMPRESSION] = options['compression']
     return params
 
 
@@ -183,6 +194,41 @@ def completed_job_stats(host, dom):
         raise
     stats = convert_stats(raw)
     return None if stats['type'] == 'none' else stats
+
+
+def set_max_downtime(host, dom, downtime_ms):
+    """Change the downtime allowed to the running job (shared connection)."""
+    host.call('set the maximum downtime', dom.migrateSetMaxDowntime, int(downtime_ms), 0)
+
+
+def start_postcopy(host, dom, timeout):
+    """Ask the running job to switch to post-copy, waiting at most ``timeout`` s.
+
+    NOTE: bounded: once on the lab this call never returned while the job went on in
+    pre-copy (LAB.md); whether the switch happened is read from the job's statistics
+    by the caller, never assumed from this call returning.
+    """
+    host.call('switch to post-copy', dom.migrateStartPostCopy, 0, timeout=timeout)
+
+
+def measure_dirty_rate(host, dom, seconds):
+    """Bytes per second the domain dirties, measured by libvirt over ``seconds``.
+
+    :returns: the rate, or None when the measure did not finish in time.
+    """
+    conn = host.get_connection()
+    host.call('start the dirty rate measure', dom.startDirtyRateCalc, int(seconds), 0)
+    deadline = time.monotonic() + seconds + DIRTY_RATE_GRACE
+    time.sleep(seconds)
+    while True:
+        stats = host.call('read the dirty rate', conn.domainListGetStats, [dom],
+                          libvirt_host.DOMAIN_STATS_DIRTYRATE, 0)
+        values = stats[0][1] if stats else {}
+        if values.get('dirtyrate.calc_status') == libvirt_host.DIRTYRATE_MEASURED:
+            return int(values.get('dirtyrate.megabytes_per_second', 0)) * 1024 * 1024
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
 
 
 def abort(host, dom):

@@ -58,7 +58,7 @@ def test_get_find_pause_resume_and_destroy_an_instance(make_host):
     instance = host.add_domain('guest-1', memory_mb=1024, vcpus=2)
     assert host.get_instance(instance) == {
         'uuid': instance, 'name': 'guest-1', 'power_state': 'running', 'memory_mb': 1024,
-        'vcpus': 2}
+        'vcpus': 2, 'migration_profile': None}
     assert host.find_instance(instance) == 'running'
     host.pause_instance(instance)
     host.pause_instance(instance)   # idempotent
@@ -145,7 +145,7 @@ def test_converging_migration_moves_the_guest_with_plausible_stats(make_host):
     assert source.get_job_stats(instance) is None
     assert dest.get_instance(instance) == {
         'uuid': instance, 'name': 'guest-go', 'power_state': 'running',
-        'memory_mb': 1024, 'vcpus': 2}
+        'memory_mb': 1024, 'vcpus': 2, 'migration_profile': None}
     assert dest.get_job_stats(instance)['type'] == 'none'
     stats = dest.get_completed_job_stats(instance)
     assert stats == dest.get_completed_job_stats(instance)   # reading does not consume

@@ -41,7 +41,7 @@ def driver(tmp_path):
 def test_get_and_find_an_instance(driver):
     assert driver.get_instance(UUID) == {'uuid': UUID, 'name': 'guest-a',
                                          'power_state': 'running', 'memory_mb': 512,
-                                         'vcpus': 2}
+                                         'vcpus': 2, 'migration_profile': None}
     assert driver.find_instance(UUID) == 'running'
     assert driver.list_instances() == [driver.get_instance(UUID)]
     missing = '99999999-2222-3333-4444-555555555555'
