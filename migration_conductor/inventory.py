@@ -176,7 +176,7 @@ def host_migrations(context, host, report_interval):
 def _record_instance(context, host_name, instance, service_down_time):
     values = {'uuid': instance.uuid, 'name': instance.name, 'host': host_name,
               'power_state': instance.power_state, 'memory_mb': instance.memory_mb,
-              'vcpus': instance.vcpus}
+              'vcpus': instance.vcpus, 'migration_profile': instance.migration_profile}
     try:
         current = db_api.instance_get(context, instance.uuid)
     except exception.InstanceNotFound:

@@ -111,7 +111,48 @@ def record_progress(context, job, origin='push', generation=None):
         return None
     LOG.info('Migration %s instance %s: progress on %s: %s', job.migration_uuid,
              job.instance_uuid, job.host, describe_progress(job.progress))
+    if job.progress.postcopy and row['status'] == states.RUNNING:
+        entered_postcopy(context, job.migration_uuid, job.instance_uuid, job.host,
+                         'its progress report shows post-copy')
     return row
+
+
+def entered_postcopy(context, migration_uuid, instance_uuid, host, how):
+    """The job runs in post-copy: the migration becomes ``running-postcopy``, after
+    which the destination is authoritative (no abort, no roll back). Idempotent."""
+    try:
+        db_api.migration_update(context, migration_uuid,
+                                {'status': states.RUNNING_POSTCOPY},
+                                expected_status=states.RUNNING, read_back=False)
+    except exception.MigrationStateConflict:
+        return False
+    LOG.warning('Migration %s instance %s: the job on %s runs in post-copy (%s): the '
+                'destination is authoritative from now on; no abort or roll back',
+                migration_uuid, instance_uuid, host, how)
+    return True
+
+
+def record_event(context, event, instance_uuid=None):
+    """Record one decision or observation of a migration (a MigrationEvent) and log
+    it; a ``postcopy-started`` event moves it to ``running-postcopy``."""
+    values = {'migration_uuid': event.migration_uuid, 'kind': event.kind,
+              'host': event.host, 'job_elapsed_s': event.job_elapsed_s,
+              'message': event.message}
+    if event.obj_attr_is_set('at') and event.at is not None:
+        values['created_at'] = event.at
+    try:
+        db_api.migration_event_create(context, values)
+    except exception.Invalid as exc:
+        LOG.warning('Migration %s: event %s not recorded (%s)', event.migration_uuid,
+                    event.kind, exc)
+        return
+    LOG.info('Migration %s instance %s: %s on %s%s: %s', event.migration_uuid,
+             instance_uuid or '-', event.kind, event.host or 'the conductor',
+             '' if event.job_elapsed_s is None else ' at %.1f s' % event.job_elapsed_s,
+             event.message)
+    if event.kind == fields.MigrationEventKind.POSTCOPY_STARTED:
+        entered_postcopy(context, event.migration_uuid, instance_uuid, event.host,
+                         event.message)
 
 
 def record_end(context, job, generation=None):
@@ -155,6 +196,19 @@ class JobReports:
     def ended(self, job):
         record_end(self._context, job)
         self.events.notify(job.migration_uuid)
+
+    def event(self, event):
+        instance_uuid = None
+        try:
+            instance_uuid = db_api.migration_get(self._context,
+                                                 event.migration_uuid)['instance_uuid']
+        except exception.MigrationNotFound:
+            LOG.warning('Migration %s: an event (%s) from %s about a migration this '
+                        'conductor does not know; ignored', event.migration_uuid,
+                        event.kind, event.host)
+            return
+        record_event(self._context, event, instance_uuid)
+        self.events.notify(event.migration_uuid)
 
     def ended_legacy(self, migration_uuid, instance_uuid, state):
         """An agent of RPC 1.2-1.3 says only the job's state; it is asked for the

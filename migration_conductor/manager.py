@@ -30,14 +30,16 @@ class ConductorManager:
 
     target = messaging.Target(version=rpcapi.RPC_API_VERSION)
 
-    def __init__(self, conf, migrations, job_reports):
+    def __init__(self, conf, migrations, job_reports, profiles):
         """:param migrations: the MigrationAPI that accepts and drives migrations.
         :param job_reports: the JobReports that record what source agents report.
+        :param profiles: the conductor's migration Profiles.
         """
         self._conf = conf
         self._policy = policy.Enforcer(conf)
         self._migrations = migrations
         self._job_reports = job_reports
+        self._profiles = profiles
 
     def ping(self, context):
         """(1.4) Whether a conductor serves the topic (migctl asks before it calls).
@@ -133,12 +135,25 @@ class ConductorManager:
 
     @expected
     def live_migrate(self, context, instance_uuid, host=None, force=False,
-                     block_migration='auto'):
+                     block_migration='auto', profile=None):
         self._policy.authorize(context, 'migration_conductor:migration:create')
         if host is not None:
             self._policy.authorize(context, 'migration_conductor:migration:create:host')
         return self._migrations.live_migrate(context, instance_uuid, host=host,
-                                             force=force, block_migration=block_migration)
+                                             force=force, block_migration=block_migration,
+                                             profile=profile)
+
+    # --- migration profiles (1.5) --------------------------------------------------------
+
+    @expected
+    def list_profiles(self, context):
+        self._policy.authorize(context, 'migration_conductor:profile:list')
+        return objects.MigrationProfileList(objects=self._profiles.list())
+
+    @expected
+    def get_profile(self, context, name):
+        self._policy.authorize(context, 'migration_conductor:profile:get')
+        return self._profiles.get(name)
 
     @expected
     def get_migration(self, context, migration_uuid):
@@ -158,9 +173,15 @@ class ConductorManager:
         return self._migrations.abort(context, migration_uuid)
 
     @expected
-    def force_complete_migration(self, context, migration_uuid):
+    def force_complete_migration(self, context, migration_uuid, mode=None):
         self._policy.authorize(context, 'migration_conductor:migration:force_complete')
-        return self._migrations.force_complete(context, migration_uuid)
+        return self._migrations.force_complete(context, migration_uuid, mode=mode)
+
+    @expected
+    def migration_event(self, context, event):
+        """(1.5) A decision of a source agent's job monitor."""
+        self._policy.authorize(context, 'migration_conductor:host:report')
+        self._job_reports.event(event)
 
     @expected
     def migration_job_ended(self, context, migration_uuid, instance_uuid, state,

@@ -22,7 +22,9 @@ from oslo_utils import uuidutils
 from db import api as db_api
 from migration_conductor import exception
 from migration_conductor import inventory
+from migration_conductor import job_reports
 from migration_conductor import objects
+from migration_conductor import profiles as migration_profiles
 from migration_conductor.flows import runner as flow_runner
 from migration_conductor.objects import fields
 from migration_conductor.objects import migration_states as states
@@ -62,23 +64,31 @@ def resolve_instance(context, instance):
 class MigrationAPI:
     """Migration requests of one conductor; ``runner`` runs their flows."""
 
-    def __init__(self, conf, runner, agent_api, context, slots=None):
+    def __init__(self, conf, runner, agent_api, context, slots=None, profiles=None):
         self._conf = conf
         self._runner = runner
         self._agents = agent_api
         self._context = context
         self._slots = slots
+        self._profiles = profiles or migration_profiles.Profiles()
 
     def live_migrate(self, context, instance_uuid, host=None, force=False,
-                     block_migration=fields.BlockMigration.AUTO):
+                     block_migration=fields.BlockMigration.AUTO, profile=None):
         """Accept a live migration; return the Migration (``accepted``).
 
         :param instance_uuid: the instance's UUID, or its name if unique.
+        :param profile: the migration profile's name; None: the one the instance's
+            metadata names, else the default.
         :raises Invalid, InstanceNotFound, InstanceNotRunning, HostNotFound,
-            DestinationIsSource, HostUnavailable, InstanceAlreadyMigrating.
+            DestinationIsSource, HostUnavailable, InstanceAlreadyMigrating,
+            ProfileNotFound.
         """
+        if profile is not None and not isinstance(profile, str):
+            raise exception.Invalid(reason='profile must be a name, not %r' % (profile,))
         instance = resolve_instance(context, instance_uuid)
         instance_uuid = instance['uuid']
+        chosen, chosen_by = self._profiles.choose(profile,
+                                                  instance.get('migration_profile'))
         if block_migration not in fields.BlockMigration.ALL:
             raise exception.Invalid(reason='block_migration must be one of %s, not %r'
                                     % ('/'.join(fields.BlockMigration.ALL),
@@ -105,7 +115,7 @@ class MigrationAPI:
                   'migration_type': fields.MigrationType.LIVE,
                   'source_host': instance['host'], 'requested_dest': host,
                   'force': bool(force), 'block_migration': block_migration,
-                  'status': states.ACCEPTED}
+                  'status': states.ACCEPTED, 'profile': chosen.name}
         with db_api.context_manager.writer.using(context):
             try:
                 db_api.instance_update(context, instance_uuid, {'task_state': MIGRATING},
@@ -126,9 +136,11 @@ class MigrationAPI:
                                      'error_message': 'the flow could not be persisted'})
             db_api.instance_update(context, instance_uuid, {'task_state': None})
             raise
-        LOG.info('Migration %s instance %s: accepted (live, from %s to %s%s)',
-                 migration_uuid, instance_uuid, instance['host'],
-                 host or 'a host the scheduler picks', ', forced' if force else '')
+        LOG.info('Migration %s instance %s: accepted (live, from %s to %s%s, profile %s '
+                 'chosen by the %s)', migration_uuid, instance_uuid, instance['host'],
+                 host or 'a host the scheduler picks', ', forced' if force else '',
+                 chosen.name, {'request': 'caller', 'instance': 'instance\'s metadata',
+                               'default': 'default'}[chosen_by])
         self._runner.run(migration_uuid)
         return objects.Migration.from_db_row(row)
 
@@ -139,10 +151,21 @@ class MigrationAPI:
             instance_uuid=instance_uuid,
             migration_uuid=current[0]['uuid'] if current else 'unknown')
 
-    def get(self, context, migration_uuid):
+    def get(self, context, migration_uuid, events=True):
+        """One Migration, with its queue position and (``events``) its events."""
         _check_uuid(migration_uuid, 'migration')
-        return self._with_queue_positions(
+        migration = self._with_queue_positions(
             [db_api.migration_get(context, migration_uuid)])[0]
+        if events:
+            migration.events = objects.MigrationEventList(objects=[
+                objects.MigrationEvent(migration_uuid=row['migration_uuid'],
+                                       kind=row['kind'], host=row['host'],
+                                       at=row['created_at'],
+                                       job_elapsed_s=row['job_elapsed_s'],
+                                       message=row['message'])
+                for row in db_api.migration_event_list(context, migration_uuid)])
+            migration.obj_reset_changes(['events'])
+        return migration
 
     def list(self, context, status=None, host=None, instance_uuid=None, limit=None):
         """Migrations, newest first; ``instance_uuid`` may be a unique name."""
@@ -200,19 +223,45 @@ class MigrationAPI:
             self._slots.wake()
         return self.get(context, migration_uuid)
 
-    def force_complete(self, context, migration_uuid):
-        """Pause the guest on the source so that the running migration completes.
+    def force_complete(self, context, migration_uuid, mode=None):
+        """Make the running migration complete now: ``pause`` the guest on the source
+        (pre-copy then converges; the destination resumes it) or switch the job to
+        ``postcopy``. None: the profile's ``force_complete_mode``.
 
-        :raises MigrationNotRunning: it is not running (nothing changes).
+        :raises Invalid: an unknown mode.
+        :raises ForceCompleteModeRefused: post-copy under a profile that forbids it, or
+            with a source too old for it (nothing changes).
+        :raises MigrationNotRunning: it is not running in pre-copy (nothing changes).
         """
-        migration = self.get(context, migration_uuid)
+        if mode is not None and mode not in fields.CompletionAction.FORCE_MODES:
+            raise exception.Invalid(reason='mode must be one of %s, not %r' % (
+                ', '.join(fields.CompletionAction.FORCE_MODES), mode))
+        migration = self.get(context, migration_uuid, events=False)
+        profile = self._profiles.get(migration.profile or self._profiles.default)
+        mode = mode or profile.force_complete_mode
+        if mode == fields.CompletionAction.POSTCOPY and not profile.postcopy_allowed:
+            raise exception.ForceCompleteModeRefused(
+                migration_uuid=migration_uuid, mode=mode,
+                reason='its profile %s does not allow post-copy (use --mode pause)'
+                       % profile.name)
         if migration.status != states.RUNNING:
             raise exception.MigrationNotRunning(migration_uuid=migration_uuid,
                                                 status=migration.status,
                                                 action='forced to complete')
-        LOG.info('Migration %s instance %s: force-complete requested (the guest is '
-                 'paused on %s until it runs on %s)', migration_uuid,
-                 migration.instance_uuid, migration.source_host, migration.dest_host)
+        what = ('the guest is paused on %s until it runs on %s'
+                % (migration.source_host, migration.dest_host)
+                if mode == fields.CompletionAction.PAUSE else
+                'the job switches to post-copy: %s runs the guest from then on'
+                % migration.dest_host)
+        LOG.info('Migration %s instance %s: force-complete requested by %s (%s)',
+                 migration_uuid, migration.instance_uuid, mode, what)
         self._agents.force_complete_migration(self._context, migration.source_host,
-                                              migration_uuid, migration.instance_uuid)
+                                              migration_uuid, migration.instance_uuid,
+                                              mode=mode)
+        job_reports.record_event(self._context, objects.MigrationEvent(
+            migration_uuid=migration_uuid,
+            kind=(fields.MigrationEventKind.PAUSED if mode == fields.CompletionAction.PAUSE
+                  else fields.MigrationEventKind.POSTCOPY_STARTED),
+            host=migration.source_host,
+            message='force-complete by an operator: %s' % what), migration.instance_uuid)
         return self.get(context, migration_uuid)

@@ -46,6 +46,13 @@ _API_RULES = [
         'Start a live migration to a named (or forced) destination host.',
         [{'method': 'RPC', 'path': 'live_migrate (host=...)'}]),
     policy.DocumentedRuleDefault(
+        'migration_conductor:profile:list', ADMIN,
+        'List the migration profiles (availability contracts of migrations).',
+        [{'method': 'RPC', 'path': 'list_profiles'}]),
+    policy.DocumentedRuleDefault(
+        'migration_conductor:profile:get', ADMIN, 'Show one migration profile.',
+        [{'method': 'RPC', 'path': 'get_profile'}]),
+    policy.DocumentedRuleDefault(
         'migration_conductor:migration:get', ADMIN, 'Show one migration.',
         [{'method': 'RPC', 'path': 'get_migration'}]),
     policy.DocumentedRuleDefault(
@@ -58,7 +65,7 @@ _API_RULES = [
     policy.DocumentedRuleDefault(
         'migration_conductor:migration:force_complete', ADMIN,
         'Force a running migration to complete (pauses the guest until it runs on the '
-        'destination).',
+        'destination, or switches it to post-copy when the profile allows it).',
         [{'method': 'RPC', 'path': 'force_complete_migration'}]),
     policy.DocumentedRuleDefault(
         'migration_conductor:host:report', 'rule:service_api',

@@ -13,6 +13,10 @@ number; a test checks they agree):
   migration_job_ended takes the MigrationJob; get_host_migrations (the claims a
   restarted agent holds and the jobs it watches again, as objects); ping;
   delete_instance (forget an instance its host no longer reports).
+* 1.5 - Migration profiles: live_migrate takes profile, force_complete_migration takes
+  mode (pause or postcopy); list_profiles, get_profile; migration_event (the source
+  agent's monitor reports its decisions); Migration 1.2 (profile, strategy, forecast,
+  events).
 
 Every method ``prepare()``s the lowest version that carries it, so a newer client can
 talk to an older conductor as long as it does not need a newer method; the version cap
@@ -26,7 +30,7 @@ from migration_conductor import exception
 from migration_conductor import objects
 from migration_conductor import rpc
 
-RPC_API_VERSION = '1.4'
+RPC_API_VERSION = '1.5'
 # Seconds between two reports of a job watched again, when the conductor is too old to
 # say (RPC 1.3).
 _LEGACY_REPORT_INTERVAL = 1.0
@@ -95,16 +99,41 @@ class ConductorAPI:
         return cctxt.call(context, 'delete_instance', instance=instance)
 
     def live_migrate(self, context, instance_uuid, host=None, force=False,
-                     block_migration='auto'):
+                     block_migration='auto', profile=None):
         """Accept a live migration of ``instance_uuid``; returns the Migration.
 
         :param host: destination; None lets the scheduler choose.
         :param force: with ``host``: skip the scheduler's filters (safety checks only).
         :param block_migration: ``auto``, ``true`` or ``false``.
+        :param profile: (1.5) the migration profile to apply; None: the instance's,
+            else the conductor's default.
         """
-        cctxt = self.client.prepare(version='1.1')
+        kwargs = {}
+        version = '1.1'
+        if profile is not None:
+            version = self._needs('1.5', 'a migration profile')
+            kwargs['profile'] = profile
+        cctxt = self.client.prepare(version=version)
         return cctxt.call(context, 'live_migrate', instance_uuid=instance_uuid, host=host,
-                          force=force, block_migration=block_migration)
+                          force=force, block_migration=block_migration, **kwargs)
+
+    def _needs(self, version, what):
+        """``version``, or Invalid when the conductor is pinned below it."""
+        if not self.can_send_version(version):
+            raise exception.Invalid(reason='%s needs conductor API %s; [upgrade_levels] '
+                                    'conductor is %s' % (what, version,
+                                                         self._conf.upgrade_levels.conductor))
+        return version
+
+    def list_profiles(self, context):
+        """(1.5) Every migration profile (a MigrationProfileList)."""
+        cctxt = self.client.prepare(version=self._needs('1.5', 'listing profiles'))
+        return cctxt.call(context, 'list_profiles')
+
+    def get_profile(self, context, name):
+        """(1.5) One MigrationProfile; raises ProfileNotFound."""
+        cctxt = self.client.prepare(version=self._needs('1.5', 'showing a profile'))
+        return cctxt.call(context, 'get_profile', name=name)
 
     def get_migration(self, context, migration_uuid):
         cctxt = self.client.prepare(version='1.1')
@@ -120,10 +149,16 @@ class ConductorAPI:
         cctxt = self.client.prepare(version='1.1')
         return cctxt.call(context, 'abort_migration', migration_uuid=migration_uuid)
 
-    def force_complete_migration(self, context, migration_uuid):
-        cctxt = self.client.prepare(version='1.1')
+    def force_complete_migration(self, context, migration_uuid, mode=None):
+        """Make a running migration complete; ``mode`` (1.5): ``pause`` or
+        ``postcopy`` (None: the profile's ``force_complete_mode``)."""
+        if mode is None:
+            cctxt = self.client.prepare(version='1.1')
+            return cctxt.call(context, 'force_complete_migration',
+                              migration_uuid=migration_uuid)
+        cctxt = self.client.prepare(version=self._needs('1.5', 'a force-complete mode'))
         return cctxt.call(context, 'force_complete_migration',
-                          migration_uuid=migration_uuid)
+                          migration_uuid=migration_uuid, mode=mode)
 
     # --- what source agents report about their jobs (casts without retries: a lost
     # report is followed by the next, and the conductor asks when it hears nothing) ---
@@ -146,6 +181,14 @@ class ConductorAPI:
             cctxt = self.client.prepare(version='1.2', retry=1)
             cctxt.cast(context, 'migration_job_ended', migration_uuid=job.migration_uuid,
                        instance_uuid=job.instance_uuid, state=job.state)
+
+    def migration_event(self, context, event):
+        """(1.5) A decision of a job's monitor (a MigrationEvent); not sent to an older
+        conductor (the agent's log has it)."""
+        if not self.can_send_version('1.5'):
+            return
+        cctxt = self.client.prepare(version='1.5', retry=1)
+        cctxt.cast(context, 'migration_event', event=event)
 
     def list_host_claims(self, context, host, timeout=None):
         """(1.3) The claims ``host`` must hold for migrations towards it (call).

@@ -28,6 +28,7 @@ from migration_conductor import exception
 from migration_conductor import job_reports
 from migration_conductor import manager as conductor_manager
 from migration_conductor import migration_api
+from migration_conductor import profiles as migration_profiles
 from migration_conductor import rpc
 from migration_conductor import slots as migration_slots
 from migration_conductor.flows import persistence as flow_persistence
@@ -71,6 +72,7 @@ class ConductorService:
         self._conf = conf
         self.runner = None
         self.manager = None
+        self.profiles = None
         self.slots = None
         self._server = None
         self._lock = None
@@ -78,9 +80,10 @@ class ConductorService:
     def start(self):
         """Check the database, take the conductor lock (no jobboard), serve, resume.
 
-        :raises ConfigurationError: the database is not usable, or (ConductorLocked)
-            another conductor without a jobboard drives it.
+        :raises ConfigurationError: a migration profile is wrong, the database is not
+            usable, or (ConductorLocked) another conductor without a jobboard drives it.
         """
+        self.profiles = migration_profiles.load(self._conf)
         prepare_database(self._conf)
         context = mc_context.get_service_context()
         if not self._conf.conductor.jobboard_url:
@@ -101,11 +104,11 @@ class ConductorService:
         self.slots = migration_slots.SlotQueue(self._conf, context)
         self.runner = flow_runner.FlowRunner(
             self._conf, task_base.Services(self._conf, agents, context, events,
-                                           slots=self.slots))
+                                           slots=self.slots, profiles=self.profiles))
         self.manager = conductor_manager.ConductorManager(
             self._conf, migration_api.MigrationAPI(self._conf, self.runner, agents,
-                                                   context, self.slots),
-            job_reports.JobReports(context, events))
+                                                   context, self.slots, self.profiles),
+            job_reports.JobReports(context, events), self.profiles)
         target = messaging.Target(topic=self._conf.conductor.topic, server=self._conf.host)
         self._server = rpc.get_server(self._conf, target, [self.manager])
         self._server.start()

@@ -4,7 +4,8 @@
     migctl host list | host show HOST | instance list [--host HOST]
     migctl migration start INSTANCE [--host H [--force]] [--wait]
     migctl migration list [--status S] [--host H] [--instance I] | migration show M
-    migctl migration abort M | migration force-complete M
+    migctl migration abort M | migration force-complete M [--mode pause|postcopy]
+    migctl profile list | profile show NAME
 
 Output is a table by default (``-f json``, ``-f yaml``, ``-f csv``, ``-f value`` from
 cliff). The table is for people: sizes in MiB, times with their unit, labels in words,
@@ -273,6 +274,46 @@ def _timestamp(name):
     return lambda m: _value(m, name) or '-'
 
 
+def _forecast_text(forecast):
+    if forecast is None:
+        return None
+    return ('%s: %s expected (bound %.1f s: memory / bandwidth), %s sent, downtime %s; '
+            '%s' % (forecast.strategy, _time(None if forecast.duration_s is None
+                                             else int(forecast.duration_s * 1000)),
+                    forecast.bound_s, _mib(forecast.bytes), _time(forecast.downtime_ms),
+                    forecast.reason))
+
+
+def _forecast_actual_text(forecast):
+    if forecast is None or forecast.actual_duration_s is None:
+        return None
+    error = ('' if forecast.duration_error is None
+             else ' (forecast %+.0f%%)' % (forecast.duration_error * 100))
+    return ('took %s against %s forecast%s; downtime %s against %s; %s sent against '
+            '%s' % (_time(int(forecast.actual_duration_s * 1000)),
+                    _time(int((forecast.duration_s or 0) * 1000)), error,
+                    _time(forecast.actual_downtime_ms), _time(forecast.downtime_ms),
+                    _mib(forecast.actual_bytes), _mib(forecast.bytes)))
+
+
+def _events_text(events):
+    if not events:
+        return None
+    return '\n'.join('%s %s%s%s: %s' % (
+        event.at.strftime('%H:%M:%S') if event.at else '-', event.kind,
+        ' on %s' % event.host if event.host else '',
+        '' if event.job_elapsed_s is None else ' at %.1f s' % event.job_elapsed_s,
+        event.message) for event in events)
+
+
+def _events_record(events):
+    if events is None:
+        return None
+    return [{'kind': e.kind, 'host': e.host, 'job_elapsed_s': e.job_elapsed_s,
+             'at': e.at.isoformat(timespec='milliseconds') if e.at else None,
+             'message': e.message} for e in events]
+
+
 def _plain(name):
     return lambda m: '-' if _value(m, name) is None else str(_value(m, name))
 
@@ -286,6 +327,11 @@ _MIGRATION_VIEW = (
     ('dest_host', 'destination host', _plain('dest_host')),
     ('requested_dest', 'requested destination', _plain('requested_dest')),
     ('force', 'forced', lambda m: 'yes' if _raw(m, 'force') else 'no'),
+    ('profile', 'profile', _plain('profile')),
+    ('strategy', 'strategy (chosen before the start)', _plain('strategy')),
+    ('forecast', 'forecast', lambda m: _forecast_text(_raw(m, 'forecast'))),
+    ('forecast_actual', 'forecast against what happened',
+     lambda m: _forecast_actual_text(_raw(m, 'forecast'))),
     ('memory_total', 'guest memory', lambda m: _mib(_raw(m, 'memory_total'))),
     ('memory_processed', 'memory sent', _memory_sent),
     ('memory_remaining', 'memory remaining', lambda m: _mib(_raw(m, 'memory_remaining'))),
@@ -304,6 +350,7 @@ _MIGRATION_VIEW = (
     ('created_at', 'requested at', _timestamp('created_at')),
     ('started_at', 'job started at', _timestamp('started_at')),
     ('finished_at', 'finished at', _timestamp('finished_at')),
+    ('events', 'events', lambda m: _events_text(_raw(m, 'events'))),
 )
 _LABELS = {name: label for name, label, _text in _MIGRATION_VIEW}
 _LABELS['job_time_ms'] = _LABELS['total_time_ms']
@@ -311,19 +358,23 @@ _TEXTS = {name: text for name, _label, text in _MIGRATION_VIEW}
 
 # Machine fields: the existing names and raw values, then what migctl derives.
 _MIGRATION_FIELDS = ('uuid', 'instance_uuid', 'status', 'source_host', 'dest_host',
-                     'requested_dest', 'force', 'memory_total', 'memory_processed',
+                     'requested_dest', 'force', 'profile', 'strategy', 'forecast',
+                     'memory_total', 'memory_processed',
                      'memory_remaining', 'dirty_rate', 'iteration',
                      'expected_downtime_ms', 'downtime_ms', 'total_time_ms',
                      'job_time_ms', 'duration_ms', 'error', 'queue_position',
                      'job_state', 'owner', 'queued_at', 'created_at', 'started_at',
-                     'finished_at')
+                     'finished_at', 'events')
 _MIGRATION_LIST_FIELDS = ('uuid', 'instance_uuid', 'status', 'queue_position',
                           'source_host', 'dest_host', 'downtime_ms', 'total_time_ms',
                           'job_time_ms', 'duration_ms', 'created_at')
 _MIGRATION_LIST_VIEW = ('uuid', 'instance_uuid', 'status', 'queue_position',
                         'source_host', 'dest_host', 'downtime_ms', 'total_time_ms',
                         'duration_ms', 'created_at')
-_DERIVED = {'job_time_ms': _job_time_ms, 'duration_ms': _duration_ms}
+_DERIVED = {'job_time_ms': _job_time_ms, 'duration_ms': _duration_ms,
+            'forecast': lambda m: (None if _raw(m, 'forecast') is None
+                                   else m.forecast.to_record()),
+            'events': lambda m: _events_record(_raw(m, 'events'))}
 
 
 def _machine_row(migration, fields):
@@ -545,6 +596,10 @@ class MigrationStart(_MigrationShow):
                             choices=['auto', 'true', 'false'],
                             help='Copy local disks (default: decided from storage '
                                  'pools).')
+        parser.add_argument('--profile',
+                            help='Migration profile (see `migctl profile list`); '
+                                 'default: the one the instance\'s metadata names, else '
+                                 'the conductor\'s default.')
         parser.add_argument('--wait', action='store_true',
                             help='Follow the migration until it ends, printing its '
                                  'progress (always on in all-in-one mode); exit 0 '
@@ -555,7 +610,8 @@ class MigrationStart(_MigrationShow):
     def take_action(self, parsed_args):
         migration = self.app.conductor.live_migrate(
             self.app.context, parsed_args.instance, host=parsed_args.host,
-            force=parsed_args.force, block_migration=parsed_args.block_migration)
+            force=parsed_args.force, block_migration=parsed_args.block_migration,
+            profile=parsed_args.profile)
         print('migration %s accepted' % migration.uuid, file=sys.stderr)
         if parsed_args.wait or self.app.all_in_one:
             migration = self._follow_to(parsed_args, migration.uuid, states.COMPLETED)
@@ -607,17 +663,64 @@ class MigrationAbort(MigrationShow):
 
 
 class MigrationForceComplete(MigrationShow):
-    """Force a running migration to complete (pauses the guest until it has moved).
+    """Force a running migration to complete: pause the guest until it has moved, or
+    switch it to post-copy (the destination runs it at once).
 
     Follows the migration to its end: exit 0 once completed, 5 failed, 6 cancelled,
-    7 error.
+    7 error. Post-copy under a profile that does not allow it is refused (exit 3).
     """
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('--mode', choices=['pause', 'postcopy'],
+                            help='pause: the guest is paused until it runs on the '
+                                 'destination; postcopy: the destination runs it at '
+                                 'once and pulls the rest of its memory (a destination '
+                                 'failure then loses the guest). Default: the '
+                                 'profile\'s force_complete_mode.')
+        return parser
 
     def take_action(self, parsed_args):
         self.app.conductor.force_complete_migration(self.app.context,
-                                                    parsed_args.migration)
+                                                    parsed_args.migration,
+                                                    mode=parsed_args.mode)
         return _migration_view(parsed_args, self._follow_to(
             parsed_args, parsed_args.migration, states.COMPLETED))
+
+
+# The settings of a profile, in the order `profile show` lists them.
+_PROFILE_FIELDS = ('name', 'builtin', 'description', 'strategy', 'max_downtime_ms',
+                   'downtime_steps', 'downtime_step_delay_s_per_gib',
+                   'completion_s_per_gib', 'completion_max_s', 'min_guest_gib',
+                   'max_precopy_passes', 'on_timeout', 'force_complete_mode',
+                   'postcopy_allowed', 'auto_converge_allowed', 'bandwidth_mib',
+                   'parallel_connections', 'compression', 'dirty_rate_sample_s',
+                   'time_scale')
+_PROFILE_LIST_FIELDS = ('name', 'builtin', 'strategy', 'max_downtime_ms',
+                        'completion_s_per_gib', 'completion_max_s', 'on_timeout',
+                        'postcopy_allowed', 'auto_converge_allowed', 'bandwidth_mib')
+
+
+class ProfileList(_ConductorCommand, lister.Lister):
+    """List the migration profiles (availability contracts of migrations)."""
+
+    def take_action(self, parsed_args):
+        profiles = self.app.conductor.list_profiles(self.app.context)
+        return (_PROFILE_LIST_FIELDS,
+                [[_value(p, f) for f in _PROFILE_LIST_FIELDS] for p in profiles])
+
+
+class ProfileShow(_ConductorCommand, show.ShowOne):
+    """Show every setting of one migration profile."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('profile', help='Name of the profile.')
+        return parser
+
+    def take_action(self, parsed_args):
+        profile = self.app.conductor.get_profile(self.app.context, parsed_args.profile)
+        return _PROFILE_FIELDS, [_value(profile, f) for f in _PROFILE_FIELDS]
 
 
 class _Help(_UsageErrors, cliff_help.HelpCommand):
@@ -647,6 +750,8 @@ _COMMANDS = {
     'migration list': MigrationList,
     'migration abort': MigrationAbort,
     'migration force-complete': MigrationForceComplete,
+    'profile list': ProfileList,
+    'profile show': ProfileShow,
 }
 
 

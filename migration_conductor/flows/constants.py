@@ -14,6 +14,7 @@ DEST_HOST = 'dest_host'
 SOURCE_FACTS = 'source_facts'            # SourceFacts
 DESTINATION_CHECK = 'destination_check'  # DestinationCheck
 DESTINATION = 'destination'              # DestinationInfo
+COMPLETION_PLAN = 'completion_plan'      # CompletionPlan, from the forecast
 JOB_STARTED = 'job_started'              # MigrationJob, as start answered
 JOB_RESULT = 'job_result'
 FINISH_RESULT = 'finish_result'

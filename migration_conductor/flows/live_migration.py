@@ -10,7 +10,10 @@ Read top to bottom, :func:`get_live_migration_flow` is that sequence:
  4. check the destination and 5. claim on it: ``CheckDestinationHost`` then
     ``ClaimResourcesOnDestination``, for each candidate in turn (``TryCandidates``,
     bounded), a refusal at either sending the flow to the next candidate;
- 6. prepare the destination: ``PrepareDestination`` (its incoming address);
+ 6. forecast: ``ForecastMigration`` (the profile's contract against the guest's
+    measured dirty rate and the bandwidth: the strategy, the plan the source's monitor
+    applies, or a refusal before anything moves);
+    prepare the destination: ``PrepareDestination`` (its incoming address);
     then wait for a slot on both hosts: ``AcquireMigrationSlots`` (first come, first
     served per host; a migration that must wait is ``queued`` and its flow is parked:
     it holds no thread until a slot is given, see :mod:`migration_conductor.slots`);
@@ -36,6 +39,7 @@ from migration_conductor.flows import constants as c
 from migration_conductor.flows import registry
 from migration_conductor.flows.tasks import agent_tasks
 from migration_conductor.flows.tasks import database_tasks
+from migration_conductor.flows.tasks import forecast_tasks
 from migration_conductor.flows.tasks import placement_tasks
 from migration_conductor.flows.tasks import slot_tasks
 from migration_conductor.objects import fields
@@ -44,7 +48,7 @@ FLOW_NAME = 'live-migration'
 
 _TASKS = (placement_tasks.SelectDestinations, agent_tasks.CheckSourceHost,
           agent_tasks.CheckDestinationHost, agent_tasks.ClaimResourcesOnDestination,
-          agent_tasks.PrepareDestination, slot_tasks.AcquireMigrationSlots,
+          forecast_tasks.ForecastMigration, agent_tasks.PrepareDestination, slot_tasks.AcquireMigrationSlots,
           agent_tasks.StartMigrationOnSource, agent_tasks.MonitorMigration,
           slot_tasks.ReleaseMigrationSlots, agent_tasks.FinishOnDestination,
           agent_tasks.CleanupSource, database_tasks.MarkMigrationCompleted)
@@ -80,6 +84,7 @@ def get_live_migration_flow(services):
     placement.add(agent_tasks.CheckDestinationHost(services),
                   agent_tasks.ClaimResourcesOnDestination(services))
     flow.add(placement)
+    flow.add(forecast_tasks.ForecastMigration(services))
     flow.add(agent_tasks.PrepareDestination(services))
     flow.add(slot_tasks.get_wait_for_slots_flow(services))
     flow.add(agent_tasks.StartMigrationOnSource(services),

@@ -1,6 +1,7 @@
 """Fixtures of the functional tier: the all-in-one mode in this process, on SQLite."""
 
 import contextlib
+import os
 
 from oslo_config import cfg
 import pytest
@@ -11,6 +12,11 @@ from migration_conductor import context as mc_context
 from migration_conductor import rpc
 from migration_conductor import rpcapi
 from tests import db_fixtures
+
+
+# The test suite's migration profiles; the default is pre-copy only (see the file).
+PROFILES_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             'migration-profiles.yaml')
 
 
 def make_conf(tmp_path, agents, overrides=None):
@@ -26,6 +32,8 @@ def make_conf(tmp_path, agents, overrides=None):
     conf.set_override('agents', agents, group='all_in_one')
     conf.set_override('heartbeat_interval', 1, group='agent')
     conf.set_override('virt_driver', 'simulated', group='agent')
+    conf.set_override('profiles_file', PROFILES_FILE, group='migration_profiles')
+    conf.set_override('default_profile', 'precopy-only', group='migration_profiles')
     for (group, name), value in (overrides or {}).items():
         conf.set_override(name, value, group=group)
     return conf

@@ -69,17 +69,18 @@ def test_a_conductor_pinned_to_1_3_migrates_with_the_forms_of_1_3(pinned_cloud, 
     assert any(m[:2] == ("sim-1", "get_migration_job") for m in sent), sent
 
 
-def test_an_agent_of_service_version_3_is_sent_1_3_while_the_other_gets_1_4(
-        cloud, sent, monkeypatch):
+@pytest.mark.parametrize('old_version,cap,start', [(3, '1.3', '1.1'), (4, '1.4', '1.4')])
+def test_an_older_agent_is_sent_what_it_knows_while_the_other_gets_the_newest(
+        cloud, sent, monkeypatch, old_version, cap, start):
     old = cloud.agents['sim-1'].manager
     report = old.build_host_report
 
-    def report_as_version_3():
+    def report_as_older():
         host_report = report()
-        host_report.host.service_version = 3
+        host_report.host.service_version = old_version
         return host_report
-    monkeypatch.setattr(old, 'build_host_report', report_as_version_3)
-    uuid = add_guest(cloud, 'sim-1', 'g-mixed')    # registers sim-1 as version 3
+    monkeypatch.setattr(old, 'build_host_report', report_as_older)
+    uuid = add_guest(cloud, 'sim-1', 'g-mixed-%d' % old_version)  # registers sim-1 so
     migration = wait_for(cloud, cloud.conductor.live_migrate(
         cloud.admin, uuid, host='sim-2').uuid)
 
@@ -88,6 +89,6 @@ def test_an_agent_of_service_version_3_is_sent_1_3_while_the_other_gets_1_4(
     to_old = [m for m in sent if m[0] == 'sim-1']
     to_new = [m for m in sent if m[0] == 'sim-2']
     assert to_old and to_new
-    assert [m for m in to_old if _newer_than(m[2], '1.3')] == []
-    assert ('sim-1', 'start_migration', '1.1') in to_old
-    assert ('sim-2', 'check_destination', agent_rpcapi.TYPED_VERSION) in to_new
+    assert [m for m in to_old if _newer_than(m[2], cap)] == []
+    assert ('sim-1', 'start_migration', start) in to_old
+    assert ('sim-2', 'check_destination', agent_rpcapi.RPC_API_VERSION) in to_new

@@ -142,15 +142,23 @@ def eventually(fetch, predicate, timeout=60, interval=1):
         time.sleep(interval)
 
 
+# The test suite's migration profiles (the functional tier's too).
+PROFILES_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             'migration-profiles.yaml')
+
+
 class Deployment:
     """Conductor (MariaDB, RabbitMQ) and one agent per lab host, as processes.
 
     :param hosts: LabHost objects of a running lab.
     :param work: a directory for config files and logs.
     :param conductor_opts: more ``[conductor]`` options (lines of ``name = value``).
+    :param default_profile: the conductor's default migration profile, among those of
+        ``tests/migration-profiles.yaml`` (pre-copy only unless a test says).
     """
 
-    def __init__(self, hosts, work, heartbeat=2, conductor_opts=''):
+    def __init__(self, hosts, work, heartbeat=2, conductor_opts='',
+                 default_profile='precopy-only'):
         self.hosts = hosts
         self.work = work
         self.processes = {}
@@ -159,8 +167,10 @@ class Deployment:
         self.agent_topic = 'mc_int_agent_%s' % suffix
         self.common = ('[DEFAULT]\ntransport_url = %s\n[conductor]\ntopic = mc_int_%s\n'
                        'service_down_time = 20\n%s[agent]\ntopic = mc_int_agent_%s\n'
-                       'heartbeat_interval = %d\n'
-                       % (require_rabbitmq(), suffix, conductor_opts, suffix, heartbeat))
+                       'heartbeat_interval = %d\n[migration_profiles]\nprofiles_file = %s\n'
+                       'default_profile = %s\n'
+                       % (require_rabbitmq(), suffix, conductor_opts, suffix, heartbeat,
+                          PROFILES_FILE, default_profile))
         assert self.conductor_topic in self.common and self.agent_topic in self.common
         self.client_conf = work / 'migctl.conf'
         self.client_conf.write_text(self.common)

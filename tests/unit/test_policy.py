@@ -42,6 +42,8 @@ ALLOWED = {
     'migration_conductor:migration:create': {ADMIN},
     'migration_conductor:migration:create:host': {ADMIN},
     'migration_conductor:migration:get': {ADMIN},
+    'migration_conductor:profile:list': {ADMIN},
+    'migration_conductor:profile:get': {ADMIN},
     'migration_conductor:migration:list': {ADMIN},
     'migration_conductor:migration:abort': {ADMIN},
     'migration_conductor:migration:force_complete': {ADMIN},

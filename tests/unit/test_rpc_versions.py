@@ -100,39 +100,70 @@ def agents(monkeypatch):
     (1, None, '1.1', False, False), (None, None, '1.1', False, False),
     (2, None, '1.2', False, True), (3, None, '1.2', False, True),
     (4, None, '1.4', True, True), (4, '1.3', '1.2', False, True),
-    (4, '1.1', '1.1', False, False), (5, None, '1.4', True, True)])
+    (4, '1.1', '1.1', False, False), (5, None, '1.5', True, True),
+    (5, '1.4', '1.4', True, True), (6, None, '1.5', True, True)])
 def test_check_destination_sends_each_agent_what_its_version_knows(
         agents, service_version, pin, version, typed, sends_block_migration):
     """The agent's service version and the operator's pin decide; the answer is a
-    DestinationCheck whatever the agent answered."""
+    DestinationCheck whatever the agent answered. An agent of 1.4 gets SourceFacts 1.0
+    (as a primitive its serializer turns back into the object), one of 1.5 the
+    object itself."""
     sent = agents(service_version, pin=pin, answer={'host': 'h', 'copy_disks': []})
-    check = sent.api.check_destination(None, 'h', MIGRATION, INSTANCE, FACTS, 'false')
+    facts = FACTS.obj_clone()
+    facts.dirty_rate = 4 * 1024 * 1024
+    check = sent.api.check_destination(None, 'h', MIGRATION, INSTANCE, facts, 'false')
     [(sent_version, method, kwargs)] = sent.sent
     assert (sent_version, method) == (version, 'check_destination')
-    assert isinstance(kwargs['source'], objects.SourceFacts) is typed
-    if not typed:
-        assert kwargs['source'] == FACTS.legacy()
+    source = kwargs['source']
+    if version == '1.5':
+        assert source is facts
+    elif version == '1.4':
+        assert source['migration_conductor_object.version'] == '1.0'
+        assert 'dirty_rate' not in source['migration_conductor_object.data']
+        assert objects.SourceFacts.obj_from_primitive(source).host == 'src'
+    else:
+        assert source == FACTS.legacy()
     assert ('block_migration' in kwargs) is sends_block_migration
     assert isinstance(check, objects.DestinationCheck) and check.host == 'h'
 
 
-@pytest.mark.parametrize('service_version,pin,typed', [
-    (4, None, True), (3, None, False), (4, '1.3', False)])
-def test_start_sends_a_spec_only_to_agents_of_1_4(agents, service_version, pin, typed):
-    sent = agents(service_version, pin=pin,
-                  answer={'state': 'running', 'stats': None, 'error': None})
-    spec = objects.MigrationSpec(
+def _spec(plan=None):
+    return objects.MigrationSpec(
         migration_uuid=MIGRATION, instance_uuid=INSTANCE, dest_host='d',
         dest_uri='qemu+tcp://d/system', migrate_uri='tcp://127.0.0.1',
-        options=objects.MigrationOptions(bandwidth_mib=32, max_downtime_ms=500),
-        report_interval=1.0)
+        options=objects.MigrationOptions(bandwidth_mib=32, max_downtime_ms=500,
+                                         parallel_connections=1),
+        report_interval=1.0, plan=plan)
+
+
+@pytest.mark.parametrize('service_version,pin,version', [
+    (5, None, '1.5'), (4, None, '1.4'), (3, None, '1.1'), (4, '1.3', '1.1'),
+    (5, '1.4', '1.4')])
+def test_start_sends_each_agent_the_spec_its_version_knows(agents, service_version, pin,
+                                                          version):
+    """1.5: the spec with its completion plan; 1.4: MigrationSpec 1.0 (no plan, options
+    1.0); older: the options dict."""
+    sent = agents(service_version, pin=pin,
+                  answer={'state': 'running', 'stats': None, 'error': None})
+    spec = _spec(plan=objects.CompletionPlan(profile='default', strategy='precopy',
+                                             downtime_at_s=[0], downtime_ms=[300]))
     job = sent.api.start_migration(None, 's', spec)
-    [(version, method, kwargs)] = sent.sent
-    assert method == 'start_migration'
-    if typed:
-        assert version == '1.4' and kwargs['spec'] is spec
+    [(sent_version, method, kwargs)] = sent.sent
+    assert (sent_version, method) == (version, 'start_migration')
+    if version == '1.5':
+        assert kwargs['spec'] is spec
+    elif version == '1.4':
+        primitive = kwargs['spec']
+        assert primitive['migration_conductor_object.version'] == '1.0'
+        data = primitive['migration_conductor_object.data']
+        assert 'plan' not in data
+        options = data['options']
+        assert options['migration_conductor_object.version'] == '1.0'
+        assert 'parallel_connections' not in options['migration_conductor_object.data']
+        assert objects.MigrationSpec.obj_from_primitive(primitive).options.bandwidth_mib \
+            == 32
     else:
-        assert version == '1.1' and 'spec' not in kwargs
+        assert 'spec' not in kwargs
         assert kwargs['options']['bandwidth_mib'] == 32
         assert kwargs['dest_uri'] == spec.dest_uri
     assert (job.state, job.migration_uuid, job.host) == ('running', MIGRATION, 's')

@@ -56,12 +56,13 @@ class CheckSourceHost(base.MigrationTask):
     default_provides = c.SOURCE_FACTS
 
     def execute(self, migration_uuid, instance_uuid, source_host):
-        self.status(migration_uuid, states.PRE_CHECKING)
-        timeout = self.conf.conductor.precheck_timeout
+        row = self.status(migration_uuid, states.PRE_CHECKING, read_back=True)
+        sample = self.profile_of(row).dirty_rate_sample_s
+        timeout = self.conf.conductor.precheck_timeout + sample
         try:
             facts = self.services.agents.check_source(
                 self.context, source_host, migration_uuid, instance_uuid,
-                timeout=timeout)
+                timeout=timeout, dirty_rate_sample_s=sample)
         except messaging.MessagingTimeout:
             raise exception.SourceHostUnavailable(
                 host=source_host, state='not answering (no reply to the source check '
@@ -184,31 +185,37 @@ class StartMigrationOnSource(base.MigrationTask):
     default_provides = c.JOB_STARTED
 
     def execute(self, migration_uuid, instance_uuid, source_host, dest_host, destination,
-                destination_check=None):
-        # NOTE: destination_check is optional: a flow persisted before the destination's
-        # check returned anything resumes with None (nothing is copied, as then).
+                destination_check=None, completion_plan=None):
+        # NOTE: destination_check and completion_plan are optional: a flow persisted
+        # before the destination's check returned anything resumes with None (nothing
+        # is copied, as then), one persisted before profiles with no plan (the job is
+        # only watched, as then).
         conf = self.conf.conductor
         dest = db_api.compute_host_get(self.context, dest_host)
         info = base.load(objects.DestinationInfo, destination, dest_host)
         check = base.load(objects.DestinationCheck, destination_check, dest_host)
+        plan = base.load(objects.CompletionPlan, completion_plan)
         block = bool(check is not None and check.block_migration)
-        options = objects.MigrationOptions(
-            bandwidth_mib=conf.bandwidth_mib or None, max_downtime_ms=conf.max_downtime_ms,
-            block_migration=block, auto_converge=False, postcopy=False,
-            listen_address=info.listen_address,
-            migrate_disks=[disk.target for disk in check.copy_disks] if block else None)
+        options = job_options(self.conf, self.services.profiles.get(plan.profile)
+                              if plan is not None else None, plan)
+        options.update(block_migration=block, listen_address=info.listen_address,
+                       migrate_disks=([disk.target for disk in check.copy_disks]
+                                      if block else None))
         spec = objects.MigrationSpec(
             migration_uuid=migration_uuid, instance_uuid=instance_uuid,
             dest_host=dest_host, dest_uri=dest['libvirt_uri'],
-            migrate_uri=info.migrate_uri, options=options,
-            report_interval=conf.monitor_interval)
+            migrate_uri=info.migrate_uri, options=objects.MigrationOptions(**options),
+            report_interval=conf.monitor_interval, plan=plan)
         # NOTE: the job's state is cleared with the status change: what the source
         # reports from now on is about this job.
         self.status(migration_uuid, states.RUNNING, started_at=base.now(),
                     job_state=None, job_error=None)
         self.log(migration_uuid, instance_uuid, 'starting on %s towards %s (%s, data via '
-                 '%s, block migration %s)', source_host, dest_host, dest['libvirt_uri'],
-                 info.migrate_uri, block)
+                 '%s, block migration %s, %s)', source_host, dest_host,
+                 dest['libvirt_uri'], info.migrate_uri, block,
+                 'no plan' if plan is None else 'profile %s, strategy %s, budget %s'
+                 % (plan.profile, plan.strategy, 'none' if plan.budget_s is None
+                    else '%.0f s then %s' % (plan.budget_s, plan.on_timeout)))
         job = call_until_answered(
             self, migration_uuid, instance_uuid, source_host, 'start',
             lambda timeout: self.services.agents.start_migration(
@@ -240,6 +247,29 @@ class StartMigrationOnSource(base.MigrationTask):
         except Exception as exc:  # a revert logs, it never raises
             self.log(migration_uuid, instance_uuid, 'could not abort the job on %s: %s',
                      source_host, exc, level=base.logging.ERROR)
+
+
+def job_options(conf, profile, plan):
+    """The libvirt job's options from the migration's profile and plan (a dict of
+    MigrationOptions fields; the caller adds where the data goes and what is copied).
+
+    Post-copy is permitted on the job whenever the profile allows it, so that the
+    budget or an operator's force-complete can switch to it; the job itself only
+    switches when the monitor asks.
+    """
+    from migration_conductor.flows.tasks import forecast_tasks
+    if profile is None:
+        return {'bandwidth_mib': conf.conductor.bandwidth_mib or None,
+                'max_downtime_ms': None, 'auto_converge': False, 'postcopy': False}
+    return {
+        'bandwidth_mib': forecast_tasks.bandwidth_limit_mib(conf, profile) or None,
+        'max_downtime_ms': plan.downtime_ms[0] if plan.downtime_ms else
+        profile.max_downtime_ms,
+        'auto_converge': plan.strategy == fields.Strategy.AUTO_CONVERGE,
+        'postcopy': bool(profile.postcopy_allowed),
+        'parallel_connections': profile.parallel_connections,
+        'compression': profile.compression,
+    }
 
 
 class MonitorMigration(base.MigrationTask):
@@ -374,15 +404,37 @@ class MonitorMigration(base.MigrationTask):
         if job.state == JobState.COMPLETED:
             return {'force_completed': job.force_completed}
         if job.state == JobState.CANCELLED:
+            budget = self._budget_abort(migration_uuid)
+            if budget is not None:
+                raise exception.CompletionBudgetExceeded(
+                    instance_uuid=instance_uuid, host=source_host, reason=budget)
             raise exception.MigrationJobCancelled(instance_uuid=instance_uuid,
                                                   host=source_host)
         if job.state == JobState.GONE and self._runs_on(dest_host, instance_uuid):
             self.log(migration_uuid, instance_uuid, 'the source has no job and the '
                      'guest runs on %s: the migration completed', dest_host)
             return {'force_completed': False}
-        raise exception.MigrationJobFailed(
-            instance_uuid=instance_uuid, host=source_host,
-            reason=job.error or 'the job ended (%s)' % job.state)
+        reason = job.error or 'the job ended (%s)' % job.state
+        if (db_api.migration_get(self.context, migration_uuid)['status']
+                == states.RUNNING_POSTCOPY):
+            # NOTE: past the switch to post-copy nothing is reverted: the flow goes on
+            # to record the loss (FinishOnDestination), never to roll back.
+            self.log(migration_uuid, instance_uuid, 'the job failed in post-copy: %s',
+                     reason, level=base.logging.ERROR)
+            return {'force_completed': job.force_completed, 'postcopy_failed': reason}
+        raise exception.MigrationJobFailed(instance_uuid=instance_uuid, host=source_host,
+                                           reason=reason)
+
+    def _budget_abort(self, migration_uuid):
+        """The reason the source's monitor gave for aborting the job when the
+        profile's budget ran out, or None (an operator's abort, or none recorded)."""
+        if db_api.migration_get(self.context, migration_uuid)['status'] == \
+                states.CANCELLING:
+            return None
+        aborts = [event for event in db_api.migration_event_list(self.context,
+                                                                 migration_uuid)
+                  if event['kind'] == fields.MigrationEventKind.ABORT_REQUESTED]
+        return aborts[-1]['message'] if aborts else None
 
     def _runs_on(self, host, instance_uuid):
         try:
@@ -406,9 +458,13 @@ class FinishOnDestination(base.MigrationTask):
     phase = fields.MigrationPhase.FINISH
     default_provides = c.FINISH_RESULT
 
-    def execute(self, migration_uuid, instance_uuid, dest_host):
+    def execute(self, migration_uuid, instance_uuid, dest_host, source_host=None,
+                job_result=None):
         self.until_written(migration_uuid, instance_uuid, 'the switch-over',
                            lambda: self.status(migration_uuid, states.COMPLETING))
+        if job_result and job_result.get('postcopy_failed'):
+            return self._lost_in_postcopy(migration_uuid, instance_uuid, source_host,
+                                          dest_host, job_result['postcopy_failed'])
         try:
             finish = call_until_answered(
                 self, migration_uuid, instance_uuid, dest_host, 'finish',
@@ -425,6 +481,30 @@ class FinishOnDestination(base.MigrationTask):
                      'destination %s did not confirm the guest: %s', dest_host, error,
                      level=base.logging.ERROR)
             return {'ok': False, 'stats': None, 'error': error.db_columns()}
+
+
+    def _lost_in_postcopy(self, migration_uuid, instance_uuid, source_host, dest_host,
+                          reason):
+        """The job failed after the switch to post-copy: the guest's memory was split
+        between the hosts, so neither copy is whole. Nothing is resumed or destroyed
+        (the source copy stays paused, never resumed: it would run a stale guest next
+        to whatever the destination has); an operator must decide."""
+        try:
+            state = self.services.agents.get_instance_state(
+                self.context, dest_host, instance_uuid,
+                timeout=self.conf.conductor.precheck_timeout)
+        except Exception as exc:  # only describes the loss
+            state = 'unknown (%s)' % type(exc).__name__
+        error = objects.MigrationError(
+            phase=fields.MigrationPhase.MONITOR, host=dest_host, code='postcopy_failed',
+            message='the job failed in post-copy (%s): the guest is lost: its memory '
+                    'was split between %s and %s and neither copy is whole; the copy '
+                    'on %s stays paused and is never resumed, the destination\'s is '
+                    '%s' % (reason, source_host or 'the source', dest_host,
+                            source_host or 'the source', state or 'gone'))
+        self.log(migration_uuid, instance_uuid, 'error: %s', error.message,
+                 level=base.logging.ERROR)
+        return {'ok': False, 'stats': None, 'error': error.db_columns()}
 
 
 def call_until_answered(task, migration_uuid, instance_uuid, host, what, call,

@@ -45,9 +45,12 @@ WRITE_AGAIN_AFTER = (0.5, 1, 2, 4, 8, 15)
 class Services:
     """Dependencies of the tasks, shared by every flow of one conductor."""
 
-    def __init__(self, conf, agent_api, context, job_events=None, slots=None):
+    def __init__(self, conf, agent_api, context, job_events=None, slots=None,
+                 profiles=None):
         from migration_conductor import job_reports
+        from migration_conductor import profiles as migration_profiles
         self.conf = conf
+        self.profiles = profiles or migration_profiles.Profiles()
         self.agents = agent_api
         self.context = context
         self.job_events = job_events or job_reports.JobEvents()
@@ -247,6 +250,15 @@ class MigrationTask(task.Task):
                          level=logging.ERROR if late else logging.WARNING)
                 time.sleep(wait)
                 self.ensure_driven(migration_uuid)
+
+    def profile_of(self, row):
+        """The MigrationProfile of a migration's row (the default for a migration
+        accepted before profiles existed).
+
+        :raises ProfileNotFound: its profile is no longer defined.
+        """
+        return self.services.profiles.get(row.get('profile')
+                                          or self.services.profiles.default)
 
     def reverts_here(self, migration_uuid, instance_uuid):
         """Whether a revert may act: not once this conductor lost the claim."""

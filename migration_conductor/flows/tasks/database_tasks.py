@@ -2,6 +2,7 @@
 
 from db import api as db_api
 from migration_conductor import exception
+from migration_conductor import forecast
 from migration_conductor import job_reports
 from migration_conductor import objects
 from migration_conductor.flows.tasks import base
@@ -142,6 +143,7 @@ class MarkMigrationCompleted(base.MigrationTask):
                     'disk_processed', 'disk_remaining', 'downtime_ms', 'total_time_ms'):
             if stats.get(key) is not None:
                 values[key] = stats[key]
+        self._compare_forecast(migration_uuid, instance_uuid, values)
         self._write(migration_uuid, instance_uuid, 'the completion', states.COMPLETED,
                     values, host=dest_host, power_state=fields.PowerState.RUNNING)
         self.log(migration_uuid, instance_uuid, 'completed: now on %s (downtime %s ms, '
@@ -154,10 +156,36 @@ class MarkMigrationCompleted(base.MigrationTask):
         # The job completed: the guest is not on the source any more, but the
         # destination did not confirm it runs; an operator must look.
         values = dict(error, finished_at=base.now())
+        self._compare_forecast(migration_uuid, instance_uuid, values)
         self._write(migration_uuid, instance_uuid, 'the error', states.ERROR, values,
                     host=dest_host, power_state=fields.PowerState.UNKNOWN)
         self.log(migration_uuid, instance_uuid, 'error: %s', error['error_message'],
                  level=base.logging.ERROR)
+
+    def _compare_forecast(self, migration_uuid, instance_uuid, values):
+        """Add to ``values`` the forecast completed with what happened (if any).
+
+        NOTE: a comparison that cannot be made (the row cannot be read now) is only
+        logged: it must never delay or change the end of the migration.
+        """
+        try:
+            row = db_api.migration_get(self.context, migration_uuid)
+        except Exception as exc:
+            self.log(migration_uuid, instance_uuid, 'forecast not compared with what '
+                     'happened: %s', exc, level=base.logging.WARNING)
+            return
+        result = objects.MigrationForecast.from_record(row.get('forecast'))
+        if result is None:
+            return
+        forecast.compare(result, dict(row, **values))
+        values['forecast'] = result.to_record()
+        self.log(migration_uuid, instance_uuid, 'forecast %s s, actual %s s (error %s), '
+                 'downtime forecast %s ms, actual %s ms, bytes forecast %s MiB, actual '
+                 '%s MiB', result.duration_s, result.actual_duration_s,
+                 'n/a' if result.duration_error is None
+                 else '%+.0f%%' % (result.duration_error * 100), result.downtime_ms,
+                 result.actual_downtime_ms, job_reports.mib(result.bytes),
+                 job_reports.mib(result.actual_bytes))
 
     def _write(self, migration_uuid, instance_uuid, what, target, values, **instance):
         """Unlock the instance (on its new host), then the migration's end: last, so
