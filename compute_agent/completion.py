@@ -109,6 +109,7 @@ class CompletionController:
         self._postcopy_asked_at = elapsed
         self._postcopy_reason = why
         self._postcopy_is_timeout = timeout
+        self._job.postcopy_requested = True
         try:
             self._driver.start_postcopy(self._job.instance_uuid)
         except exception.MigrationConductorError as exc:

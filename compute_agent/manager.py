@@ -14,6 +14,7 @@ the migration job table are thread-safe. The agent has no database access.
 """
 
 import logging
+import time
 
 import oslo_messaging as messaging
 
@@ -36,6 +37,9 @@ LOG = logging.getLogger(__name__)
 # 5: migration profiles: the dirty rate measured, completion plans applied, post-copy
 # (RPC 1.5).
 SERVICE_VERSION = 5
+
+# Seconds between two reads of an arrived guest's state during its settle period.
+SETTLE_POLL = 0.25
 
 # Typed errors are answers to the conductor, not faults of the agent.
 expected = messaging.expected_exceptions(exception.MigrationConductorError)
@@ -249,11 +253,15 @@ class AgentManager:
         return self.driver.find_instance(instance_uuid)
 
     @expected
-    def finish_on_destination(self, context, migration_uuid, instance_uuid):
+    def finish_on_destination(self, context, migration_uuid, instance_uuid,
+                              settle_s=0):
         """Confirm the guest runs here (resuming it if it was paused to finish).
 
+        :param settle_s: (1.5) then watch it that many seconds: a guest that crashes,
+            panics or stops in that window did not arrive alive.
         :returns: DestinationFinish, with the completed job's statistics.
         :raises InstanceStateConflict: the guest is not here or does not run.
+        :raises GuestDiedAfterSwitchOver: it stopped running within the settle period.
         """
         state = self.driver.find_instance(instance_uuid)
         if state == fields.PowerState.PAUSED:
@@ -263,6 +271,7 @@ class AgentManager:
             raise exception.InstanceStateConflict(
                 instance_uuid=instance_uuid,
                 reason='on destination %s it is %s' % (self.host, state or 'not defined'))
+        self._settle(migration_uuid, instance_uuid, settle_s)
         stats = self.driver.get_completed_job_stats(instance_uuid)
         self.tracker.release(migration_uuid)   # the running domain now counts as used
         LOG.info('Migration %(m)s instance %(i)s: runs on destination %(host)s',
@@ -270,6 +279,36 @@ class AgentManager:
         return objects.DestinationFinish(
             host=self.host, power_state=state,
             progress=None if stats is None else objects.JobProgress.from_stats(stats))
+
+    def _settle(self, migration_uuid, instance_uuid, seconds):
+        """Watch the guest that arrived for ``seconds``; raise if it stops running.
+
+        NOTE: the domain's state is read every SETTLE_POLL seconds: a guest whose
+        kernel panics shows as crashed (pvpanic with on_crash=preserve), shut off
+        (on_crash=destroy, or a reboot after panic=-1) or paused (QEMU's panic
+        action), all of which libvirt's lifecycle events report too; a state read is
+        what every one of them leaves behind, so a missed event cannot hide it.
+        """
+        if not seconds:
+            return
+        started = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - started
+            state = self.driver.find_instance(instance_uuid)
+            if state != fields.PowerState.RUNNING:
+                LOG.error('Migration %s instance %s: the guest stopped running on %s '
+                          '%.1f s after the switch-over (%s): it did not arrive alive',
+                          migration_uuid, instance_uuid, self.host, elapsed,
+                          state or 'gone')
+                raise exception.GuestDiedAfterSwitchOver(
+                    instance_uuid=instance_uuid, host=self.host, after=elapsed,
+                    state=state or 'not defined any more')
+            if elapsed >= seconds:
+                LOG.info('Migration %s instance %s: the guest kept running on %s for '
+                         'the settle period (%.1f s)', migration_uuid, instance_uuid,
+                         self.host, seconds)
+                return
+            time.sleep(min(SETTLE_POLL, seconds - elapsed))
 
     @expected
     def cleanup_source(self, context, migration_uuid, instance_uuid, disks=None):

@@ -56,7 +56,8 @@ class _Job:
         # What the monitor does to complete the job (CompletionPlan), or None.
         self.plan = plan
         self.started_at = time.monotonic()
-        self.postcopy = False
+        self.postcopy = False           # the job switched to post-copy (seen)
+        self.postcopy_requested = False
         # Found in libvirt (this agent did not start it): its end is seen by the
         # monitor, not by a thread blocked in live_migrate.
         self.adopted = adopted
@@ -192,9 +193,29 @@ class MigrationJobs:
         except exception.MigrationJobCancelled as exc:
             self.job_ended(job, JobState.CANCELLED, str(exc))
         except Exception as exc:  # the job's outcome, reported to the conductor
-            self.job_ended(job, JobState.FAILED, str(exc))
+            if self._failed_in_postcopy(job):
+                job.postcopy = True
+                self.job_ended(job, JobState.FAILED, 'failed after the switch to '
+                               'post-copy: %s' % exc)
+            else:
+                self.job_ended(job, JobState.FAILED, str(exc))
         else:
             self.job_ended(job, JobState.COMPLETED)
+
+    def _failed_in_postcopy(self, job):
+        """Whether the failed job had switched to post-copy (then the copy here is
+        incomplete: the conductor must not roll back). When libvirt cannot tell, a
+        switch this agent saw or asked for counts."""
+        if job.postcopy:
+            return True
+        try:
+            return self._driver.in_postcopy(job.instance_uuid)
+        except exception.MigrationConductorError as exc:
+            LOG.error('Migration %s instance %s: could not read whether the failed job '
+                      'had switched to post-copy on host %s (%s); taking it as switched '
+                      'if a switch was asked', job.migration_uuid, job.instance_uuid,
+                      self.host, exc)
+            return job.postcopy_requested
 
     # --- the job's end and its reports ----------------------------------------------------
 
@@ -240,7 +261,7 @@ class MigrationJobs:
             migration_uuid=job.migration_uuid, instance_uuid=job.instance_uuid,
             host=self.host, state=job.state,
             progress=None if not stats else objects.JobProgress.from_stats(stats),
-            error=job.error, force_completed=job.force_completed)
+            error=job.error, force_completed=job.force_completed, postcopy=job.postcopy)
 
     # --- answers -----------------------------------------------------------------------------
 
@@ -322,6 +343,8 @@ class MigrationJobs:
         ids = {'m': migration_uuid, 'i': instance_uuid, 'host': self.host}
         job = self._get(migration_uuid)
         if mode == fields.CompletionAction.POSTCOPY:
+            if job is not None:
+                job.postcopy_requested = True
             self._driver.start_postcopy(instance_uuid)
             deadline = time.monotonic() + confirm_s
             while True:

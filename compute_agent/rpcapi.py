@@ -21,7 +21,8 @@ number; a test checks they agree):
 * 1.5 - Migration profiles: check_source takes dirty_rate_sample_s (SourceFacts 1.1
   carry the dirty rate); start_migration's MigrationSpec 1.1 carries the completion
   plan the monitor applies (and options 1.1: parallel connections, compression);
-  force_complete_migration takes mode (pause or postcopy).
+  force_complete_migration takes mode (pause or postcopy); finish_on_destination
+  takes settle_s (the guest is watched that long after the switch-over).
 
 Only this class decides what an agent is sent: each call is prepared for the newest
 version both the agent (its reported service version, :data:`SERVICE_VERSION_CAPS`) and
@@ -342,11 +343,20 @@ class AgentAPI:
                           instance_uuid=instance_uuid)
 
     def finish_on_destination(self, context, host, migration_uuid, instance_uuid,
-                              timeout=None):
-        """:returns: DestinationFinish."""
-        answer = self._call(context, host, 'finish_on_destination', '1.1',
+                              timeout=None, settle_s=0):
+        """:param settle_s: (1.5) watch the guest that long before answering (an
+            older agent answers at once).
+        :returns: DestinationFinish.
+        :raises GuestDiedAfterSwitchOver: the guest stopped within the settle period.
+        """
+        kwargs = {}
+        version = '1.1'
+        if settle_s and self.can_send_version(host, PROFILES_VERSION):
+            version = PROFILES_VERSION
+            kwargs['settle_s'] = settle_s
+        answer = self._call(context, host, 'finish_on_destination', version,
                             timeout=timeout, migration_uuid=migration_uuid,
-                            instance_uuid=instance_uuid)
+                            instance_uuid=instance_uuid, **kwargs)
         if isinstance(answer, objects.DestinationFinish):
             return answer
         return objects.DestinationFinish.from_legacy(host, answer)

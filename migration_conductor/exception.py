@@ -99,6 +99,13 @@ class InstanceStateConflict(Conflict):
     code = 'instance_state_conflict'
 
 
+class GuestDiedAfterSwitchOver(InstanceStateConflict):
+    msg_fmt = ('Instance %(instance_uuid)s stopped running on %(host)s %(after).1f s '
+               'after the switch-over (%(state)s), within the settle period: it '
+               'crashed or panicked there.')
+    code = 'guest_died'
+
+
 class InsufficientResources(Conflict):
     msg_fmt = ('Host %(host)s cannot take instance %(instance_uuid)s: %(resource)s '
                'requested %(requested)s, free %(free)s.')

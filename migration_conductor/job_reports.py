@@ -162,6 +162,10 @@ def record_end(context, job, generation=None):
     """
     values = {'job_state': job.state, 'job_error': job.error,
               'last_report_at': timeutils.utcnow()}
+    if job.obj_attr_is_set('postcopy') and job.postcopy:
+        # NOTE: first, so that whoever sees the end sees that it was past the switch.
+        entered_postcopy(context, job.migration_uuid, job.instance_uuid, job.host,
+                         'the source says its job had switched to post-copy')
     try:
         row = db_api.migration_update(context, job.migration_uuid, values,
                                       expected_status=JOB_RUNNING_STATES,

@@ -25,6 +25,14 @@ LOG = logging.getLogger(__name__)
 expected = messaging.expected_exceptions(exception.MigrationConductorError)
 
 
+# Agents of this service version and newer know MigrationJob 1.1; what older ones
+# (service version 4: RPC 1.4) know of the objects in get_host_migrations' answer.
+_JOB_POSTCOPY_SERVICE_VERSION = 5
+_MANIFEST_SERVICE_4 = {'HostMigrations': '1.0', 'MigrationJobList': '1.0',
+                       'MigrationJob': '1.0', 'JobProgress': '1.0',
+                       'ResourceClaimList': '1.0', 'ResourceClaim': '1.0'}
+
+
 class ConductorManager:
     """Endpoint of the conductor topic; version must match :mod:`rpcapi`."""
 
@@ -86,8 +94,18 @@ class ConductorManager:
     def get_host_migrations(self, context, host):
         """(1.4) The claims a (re)started agent holds and the jobs it watches again."""
         self._policy.authorize(context, 'migration_conductor:host:report')
-        return inventory.host_migrations(context, host,
-                                         self._conf.conductor.monitor_interval)
+        answer = inventory.host_migrations(context, host,
+                                           self._conf.conductor.monitor_interval)
+        try:
+            version = db_api.compute_host_get(context, host).get('service_version')
+        except exception.HostNotFound:
+            version = None
+        if version is not None and version < _JOB_POSTCOPY_SERVICE_VERSION:
+            # NOTE: an agent of service version 4 knows MigrationJob 1.0: a primitive
+            # of that version, which its serializer turns back into the objects.
+            return answer.obj_to_primitive(target_version='1.0',
+                                           version_manifest=_MANIFEST_SERVICE_4)
+        return answer
 
     @expected
     def migration_progress(self, context, job):

@@ -64,7 +64,8 @@ _BUILTIN = {
         on_timeout=fields.CompletionAction.POSTCOPY,
         force_complete_mode=fields.CompletionAction.POSTCOPY, postcopy_allowed=True,
         auto_converge_allowed=True, bandwidth_mib=0, parallel_connections=1,
-        compression=fields.Compression.NONE, dirty_rate_sample_s=1, time_scale=1.0),
+        compression=fields.Compression.NONE, dirty_rate_sample_s=1, time_scale=1.0,
+        settle_s=3.0),
     NOVA_DEFAULTS: dict(
         description='Nova\'s libvirt defaults: pre-copy, downtime raised to 500 ms in '
                     '10 steps, 75 s per GiB apart; abort after 800 s per GiB; any '
@@ -75,7 +76,8 @@ _BUILTIN = {
         on_timeout=fields.CompletionAction.ABORT,
         force_complete_mode=fields.CompletionAction.PAUSE, postcopy_allowed=False,
         auto_converge_allowed=False, bandwidth_mib=0, parallel_connections=1,
-        compression=fields.Compression.NONE, dirty_rate_sample_s=1, time_scale=1.0),
+        compression=fields.Compression.NONE, dirty_rate_sample_s=1, time_scale=1.0,
+        settle_s=0.0),
 }
 
 # What each setting is, for `migctl profile show` and the errors (one line each).
@@ -105,6 +107,9 @@ SETTINGS = {
                    'connections)',
     'dirty_rate_sample_s': 'seconds the guest\'s dirty rate is measured before the '
                            'start (0: not measured; the forecast assumes an idle guest)',
+    'settle_s': 'seconds the destination watches the guest after the switch-over: one '
+                'that crashes, panics or stops then ends the migration error (0: not '
+                'watched)',
     'time_scale': 'factor applied to every wait of the profile (downtime steps, '
                   'budget); below 1 only to shorten them in benchmarks',
 }
@@ -121,7 +126,8 @@ _INTEGERS = {'max_downtime_ms': (1, 60000), 'downtime_steps': (1, MAX_DOWNTIME_S
              'dirty_rate_sample_s': (0, MAX_DIRTY_RATE_SAMPLE_S)}
 _NUMBERS = {'downtime_step_delay_s_per_gib': (0.0, 86400.0),
             'completion_s_per_gib': (0.0, 86400.0), 'completion_max_s': (0.0, 864000.0),
-            'min_guest_gib': (0.0, 1024.0), 'time_scale': (0.001, 1.0)}
+            'min_guest_gib': (0.0, 1024.0), 'time_scale': (0.001, 1.0),
+            'settle_s': (0.0, 600.0)}
 
 
 def _bad(source, name, reason):

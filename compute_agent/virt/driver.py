@@ -320,6 +320,15 @@ class ComputeDriver(abc.ABC):
         """
 
     @abc.abstractmethod
+    def in_postcopy(self, instance_uuid):
+        """Whether the guest's migration from here switched to post-copy: its job runs
+        in post-copy, or failed after the switch (the copy here is then incomplete and
+        must never run again). Read now from the hypervisor; False when it is gone.
+
+        :raises HypervisorUnavailable, HypervisorCallFailed: it could not be read.
+        """
+
+    @abc.abstractmethod
     def set_max_downtime(self, instance_uuid, downtime_ms):
         """Change the downtime allowed to the guest's running migration job.
 

@@ -81,6 +81,7 @@ class _Domain:
         self.job = None              # _Job while this copy is a migration's source
         self.incoming = False        # the destination copy of a running migration
         self.completed_stats = None  # of the last migration that ended here
+        self.postcopy_failed = False  # its migration failed after the switch
 
     def to_dict(self):
         return {'uuid': self.uuid, 'name': self.name, 'power_state': self.power_state,
@@ -208,6 +209,13 @@ class SimulatedDriver(driver.ComputeDriver):
         """Change how fast a guest dirties its memory (MiB/s while it runs)."""
         with _CHANGED:
             self._lookup(domain_uuid).dirty_rate_mib = dirty_rate_mib
+            _CHANGED.notify_all()
+
+    def crash_domain(self, domain_uuid):
+        """The guest's kernel panics: the domain is left crashed (as libvirt shows a
+        pvpanic crash with on_crash=preserve)."""
+        with _CHANGED:
+            self._lookup(domain_uuid).power_state = 'crashed'
             _CHANGED.notify_all()
 
     def remove_domain(self, domain_uuid):
@@ -465,6 +473,7 @@ class SimulatedDriver(driver.ComputeDriver):
             if job.dest._domains.get(instance_uuid) is not job.incoming:
                 # The destination lost the guest in post-copy: nobody has it whole.
                 domain.job = None
+                domain.postcopy_failed = True
                 _CHANGED.notify_all()
                 raise self._failed(instance_uuid, 'the destination lost the guest in '
                                    'post-copy')
@@ -541,6 +550,14 @@ class SimulatedDriver(driver.ComputeDriver):
             domain = self._lookup(instance_uuid)
             rate = domain.dirty_rate_mib if domain.power_state == 'running' else 0
             return int(rate * MIB)
+
+    def in_postcopy(self, instance_uuid):
+        with _LOCK:
+            domain = self._domains.get(instance_uuid)
+            if domain is None:
+                return False
+            return domain.postcopy_failed or (domain.job is not None
+                                              and domain.job.postcopy)
 
     def set_max_downtime(self, instance_uuid, downtime_ms):
         with _CHANGED:

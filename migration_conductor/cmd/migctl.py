@@ -695,7 +695,7 @@ _PROFILE_FIELDS = ('name', 'builtin', 'description', 'strategy', 'max_downtime_m
                    'max_precopy_passes', 'on_timeout', 'force_complete_mode',
                    'postcopy_allowed', 'auto_converge_allowed', 'bandwidth_mib',
                    'parallel_connections', 'compression', 'dirty_rate_sample_s',
-                   'time_scale')
+                   'settle_s', 'time_scale')
 _PROFILE_LIST_FIELDS = ('name', 'builtin', 'strategy', 'max_downtime_ms',
                         'completion_s_per_gib', 'completion_max_s', 'on_timeout',
                         'postcopy_allowed', 'auto_converge_allowed', 'bandwidth_mib')

@@ -6,6 +6,8 @@ of ``start_migration`` and ``get_migration_job``, and in what its monitor pushes
 conductor (``migration_progress`` while it runs, ``migration_job_ended`` when it ends).
 """
 
+from oslo_utils import versionutils
+
 from migration_conductor.objects import base
 from migration_conductor.objects import fields
 
@@ -62,7 +64,10 @@ class MigrationJob(base.MigrationConductorObject):
     """A migration's job on its source host: state, latest progress, how it ended."""
 
     # Version 1.0: Initial version
-    VERSION = '1.0'
+    # Version 1.1: postcopy
+    VERSION = '1.1'
+
+    obj_relationships = {'progress': [('1.0', '1.0')]}
 
     fields = {
         'migration_uuid': fields.UUIDField(),
@@ -73,7 +78,15 @@ class MigrationJob(base.MigrationConductorObject):
         'error': fields.StringField(nullable=True, default=None),
         # The guest was paused so that pre-copy converges (force complete).
         'force_completed': fields.BooleanField(default=False),
+        # The job switched to post-copy (set at its end when it failed after the
+        # switch: the source's copy is then incomplete, nothing may be rolled back).
+        'postcopy': fields.BooleanField(default=False),
     }
+
+    def obj_make_compatible(self, primitive, target_version):
+        super().obj_make_compatible(primitive, target_version)
+        if versionutils.convert_version_to_tuple(target_version) < (1, 1):
+            primitive.pop('postcopy', None)
 
     @property
     def ended(self):

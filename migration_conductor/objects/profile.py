@@ -52,6 +52,7 @@ class MigrationProfile(base.MigrationConductorObject):
         'compression': fields.CompressionField(default=fields.Compression.NONE),
         'dirty_rate_sample_s': fields.IntegerField(default=1),
         'time_scale': fields.FloatField(default=1.0),
+        'settle_s': fields.FloatField(default=0.0),
     }
 
 

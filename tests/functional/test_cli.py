@@ -220,6 +220,20 @@ def test_migctl_bad_configuration_file_exits_2(tmp_path, config, needle):
     _assert_one_line_error(result, 'migctl', needle)
 
 
+@pytest.mark.parametrize('prog', ['migration-conductor', 'migctl'])
+def test_a_bad_profile_stops_the_conductor_with_one_line_naming_it(tmp_path, prog):
+    profiles = tmp_path / 'profiles.yaml'
+    profiles.write_text('gold:\n  max_downtime_ms: -5\n')
+    config = ('[DEFAULT]\nstate_path = %s\n[agent]\nvirt_driver = simulated\n'
+              '[all_in_one]\nagents = sim-1=simulated://\n[migration_profiles]\n'
+              'profiles_file = %s\n' % (tmp_path, profiles))
+    args = ['profile', 'list'] if prog == 'migctl' else []
+    result = _run(tmp_path, prog, args, config)
+    _assert_one_line_error(result, prog, "profiles_file %s: profile 'gold': "
+                           'max_downtime_ms must be an integer from 1 to 60000, not -5'
+                           % profiles)
+
+
 def test_migctl_missing_configuration_file_exits_2(tmp_path):
     missing = str(tmp_path / 'no.conf')
     result = subprocess.run(_command('migctl', ['--config-file', missing, 'host',
@@ -439,6 +453,14 @@ def test_wait_until_completed_shows_the_migration_for_people(tmp_path):
     assert re.match(r'^\d\.\d\d s$', rows['job time (libvirt)']), rows
     assert re.match(r'^\d+(\.\d\d)? m?s$', rows['duration (request to end)']), rows
     assert 'expected downtime' not in rows      # only meaningful while the job runs
+    assert (rows['profile'], rows['strategy (chosen before the start)']) == (
+        'precopy-only', 'precopy')
+    assert re.match(r'^precopy: \d+(\.\d\d)? m?s expected \(bound \d+\.\d s: memory / '
+                    r'bandwidth\), \d+\.\d MiB sent, downtime \d+ ms; the profile sets '
+                    r'it', rows['forecast']), rows['forecast']
+    assert re.match(r'^took \d\.\d\d s against \d+(\.\d\d)? m?s forecast \(forecast '
+                    r'[-+]\d+%\)', rows['forecast against what happened']), rows
+    assert re.match(r'^\d\d:\d\d:\d\d forecast: precopy', rows['events']), rows['events']
     for label in ('requested at', 'job started at', 'finished at'):
         assert TIMESTAMP_MS.match(rows[label]), (label, rows[label])
     assert not [value for label, value in rows.items()
@@ -467,6 +489,10 @@ def test_wait_until_completed_shows_the_migration_for_people(tmp_path):
     for field in ('downtime_ms', 'total_time_ms', 'job_time_ms', 'duration_ms'):
         assert isinstance(record[field], int), (field, record[field])
     assert record['job_time_ms'] == record['total_time_ms'] > 1000
+    assert (record['profile'], record['strategy']) == ('precopy-only', 'precopy')
+    assert record['forecast']['memory_bytes'] == 2048 * MIB
+    assert record['forecast']['actual_duration_s'] > 1
+    assert [event['kind'] for event in record['events']][0] == 'forecast'
     for field in ('created_at', 'started_at', 'finished_at'):
         assert TIMESTAMP_MS.match(record[field]), (field, record[field])
 

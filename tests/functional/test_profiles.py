@@ -6,6 +6,8 @@ The profiles are those of ``tests/migration-profiles.yaml``; the simulated clock
 4 GiB/s over a 1 GiB/s stream) never converges in pre-copy.
 """
 
+import time
+
 import pytest
 
 from db import api as db_api
@@ -159,6 +161,25 @@ def test_force_complete_by_post_copy_switches_then_nothing_can_abort_it(cloud):
     assert ended.status == 'completed', ended.error
     assert where(cloud, uuid) == {'sim-2': 'running'}
     assert 'force-complete by an operator' in ' '.join(e.message for e in ended.events)
+
+
+def test_a_guest_that_panics_on_arrival_ends_in_error_not_completed(cloud):
+    uuid = add_guest(cloud, 'sim-1', 'g-panics', memory_mb=512)
+    migration = _migrate(cloud, uuid, 'pause-on-budget')      # settles for 3 s
+    dest = cloud.agents['sim-2'].driver
+    # The fault lands in the settle period: the guest runs on the destination and the
+    # migration is not completed yet.
+    wait_for(cloud, migration.uuid, statuses=('completing',))
+    time.sleep(0.5)     # the finish call has confirmed it runs and watches it (3 s)
+    assert dest.find_instance(uuid) == 'running'
+    assert cloud.conductor.get_migration(cloud.admin, migration.uuid).status == \
+        'completing'
+    dest.crash_domain(uuid)
+    ended = wait_for(cloud, migration.uuid)
+    assert ended.status == 'error'
+    assert ended.error.code == 'guest_died', ended.error
+    assert 'crashed or panicked' in ended.error.message
+    assert db_api.instance_get(cloud.admin, uuid)['task_state'] is None
 
 
 def test_profiles_are_listed_and_shown(cloud):

@@ -125,19 +125,39 @@ def _qemu_pid(the_lab, host, name):
         return int(stream.read().strip())
 
 
+def _in_postcopy_on(the_lab, host, uuid, timeout=120):
+    import libvirt
+    conn = the_lab.open(host)
+    try:
+        dom = conn.lookupByUUIDString(uuid)
+        deadline = time.monotonic() + timeout
+        while True:
+            state, reason = dom.state()
+            if ((state, reason) == (libvirt.VIR_DOMAIN_PAUSED,
+                                    libvirt.VIR_DOMAIN_PAUSED_POSTCOPY)
+                    and dom.jobStats().get('type') == libvirt.VIR_DOMAIN_JOB_UNBOUNDED):
+                return
+            assert time.monotonic() < deadline, 'never in post-copy: %s' % ((state,
+                                                                           reason),)
+            time.sleep(0.05)
+    finally:
+        conn.close()
+
+
 def test_a_destination_qemu_killed_in_post_copy_loses_the_guest_and_says_so(lab, cloud):
     the_lab, (source, dest) = lab
     with live._known_guest(the_lab, cloud, 'prf-lost', source.name, **BUSY) as g:
         migration_uuid = _move(cloud, g.uuid, dest.name, 'postcopy-first-pass')
-        cloud.wait_migration(migration_uuid, statuses=('running-postcopy',),
-                             timeout=120)
-        # The fault lands in post-copy: the destination runs the guest, the source
-        # still holds part of its memory.
+        # The fault lands in post-copy: libvirt on the source shows the job running
+        # in post-copy (the destination runs the guest, the source still holds part
+        # of its memory) when the destination's QEMU is killed.
+        _in_postcopy_on(the_lab, source, g.uuid)
         os.kill(_qemu_pid(the_lab, dest.name, 'prf-lost'), signal.SIGKILL)
         migration = cloud.wait_migration(migration_uuid, timeout=180)
         assert migration['status'] == 'error'
         assert 'postcopy_failed' in migration['error']
         assert 'the guest is lost' in migration['error']
+        assert 'postcopy-requested' in _kinds(migration)
         # Never a guest running on two hosts, nor resumed on the source.
         time.sleep(3)
         states = {info.host: info.state for info in the_lab.guests()

@@ -220,6 +220,19 @@ class LibvirtDriver(driver.ComputeDriver):
         with self._libvirt_errors('measure the dirty rate of', instance_uuid):
             return migration.measure_dirty_rate(self._host, dom, seconds)
 
+    def in_postcopy(self, instance_uuid):
+        dom = self._find(instance_uuid)
+        if dom is None:
+            return False
+        with self._libvirt_errors('read the state of', instance_uuid):
+            try:
+                detail = self._host.get_state(dom)[1]
+            except libvirt_host.libvirtError as exc:
+                if exc.get_error_code() == libvirt_host.ERR_NO_DOMAIN:
+                    return False
+                raise
+        return detail in (libvirt_host.POSTCOPY, libvirt_host.POSTCOPY_FAILED)
+
     def set_max_downtime(self, instance_uuid, downtime_ms):
         dom = self._get(instance_uuid)
         with self._libvirt_errors('set the maximum downtime of', instance_uuid):

@@ -95,12 +95,16 @@ JOB_TYPES = {
 INCOMING = 'incoming'     # paused as the destination of a running migration
 POSTCOPY = 'postcopy'     # a migration of this domain runs in post-copy
 MIGRATED = 'migrated'     # shut off because it migrated away
+POSTCOPY_FAILED = 'postcopy-failed'   # its migration failed after the switch to post-copy
 
 _STATE_DETAILS = {
     (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION): INCOMING,
     (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY): POSTCOPY,
     (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY): POSTCOPY,
     (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_MIGRATED): MIGRATED,
+    (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED): POSTCOPY_FAILED,
+    (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED):
+        POSTCOPY_FAILED,
 }
 
 # Tried in order: a driver that does not know a flag refuses it ("unsupported flags").
@@ -443,7 +447,7 @@ class Host:
     def get_state(self, dom):
         """Return (power_state, detail) of a domain.
 
-        detail is INCOMING, POSTCOPY, MIGRATED or None.
+        detail is INCOMING, POSTCOPY, POSTCOPY_FAILED, MIGRATED or None.
         """
         state, reason = self.call('read domain state', dom.state, 0)
         return (_POWER_STATES.get(state, 'unknown'),

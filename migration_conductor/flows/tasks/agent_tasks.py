@@ -466,11 +466,13 @@ class FinishOnDestination(base.MigrationTask):
             return self._lost_in_postcopy(migration_uuid, instance_uuid, source_host,
                                           dest_host, job_result['postcopy_failed'])
         try:
+            settle = self._settle_s(migration_uuid)
             finish = call_until_answered(
                 self, migration_uuid, instance_uuid, dest_host, 'finish',
                 lambda timeout: self.services.agents.finish_on_destination(
                     self.context, dest_host, migration_uuid, instance_uuid,
-                    timeout=timeout))
+                    timeout=timeout, settle_s=settle),
+                attempt_timeout=FINISH_ATTEMPT_TIMEOUT + settle)
             return {'ok': True, 'stats': None if finish.progress is None
                     else finish.progress.to_stats()}
         except exception.ClaimLost:
@@ -482,6 +484,17 @@ class FinishOnDestination(base.MigrationTask):
                      level=base.logging.ERROR)
             return {'ok': False, 'stats': None, 'error': error.db_columns()}
 
+
+    def _settle_s(self, migration_uuid):
+        """The profile's settle period; 0 when the profile cannot be read (the finish
+        must not fail for it)."""
+        try:
+            row = db_api.migration_get(self.context, migration_uuid)
+            return self.profile_of(row).settle_s
+        except Exception as exc:  # only the settle watch is lost
+            self.log(migration_uuid, None, 'no settle watch: the profile cannot be read '
+                     '(%s)', exc, level=base.logging.WARNING)
+            return 0
 
     def _lost_in_postcopy(self, migration_uuid, instance_uuid, source_host, dest_host,
                           reason):

@@ -24,9 +24,10 @@ INSTANCE = '22222222-0000-4000-8000-0000000000aa'
 class FakeDriver:
     """A job that libvirt reports as running from the ``active_from``-th ask on."""
 
-    def __init__(self, active_from, fail=None):
+    def __init__(self, active_from, fail=None, postcopy=False):
         self.active_from = active_from
         self.fail = fail
+        self.postcopy = postcopy
         self.asks = []            # time.monotonic() of each get_job_stats
         self.release = threading.Event()
 
@@ -34,6 +35,9 @@ class FakeDriver:
         if self.fail:
             raise self.fail
         self.release.wait(10)
+
+    def in_postcopy(self, instance_uuid):
+        return self.postcopy
 
     def get_job_stats(self, instance_uuid):
         self.asks.append(time.monotonic())
@@ -102,3 +106,24 @@ def test_a_job_that_fails_at_once_is_reported_without_waiting_long():
         _start(driver)
     assert 'destination refused' in str(info.value)
     assert time.monotonic() - began < 1
+
+
+@pytest.mark.parametrize('postcopy', [False, True])
+def test_a_job_failing_after_the_switch_to_post_copy_says_so(postcopy):
+    """libvirt's state of the source (paused, post-copy failed) decides: the
+    conductor must then never roll the migration back."""
+    ended = []
+    reporter = type('Reporter', (), {'progress': lambda self, job: None,
+                                     'ended': lambda self, job: ended.append(job)})()
+    driver = FakeDriver(active_from=1, fail=exception.MigrationJobFailed(
+        instance_uuid=INSTANCE, host='src-host', reason='stream cut'), postcopy=postcopy)
+    jobs = migration_jobs.MigrationJobs('src-host', driver, 5, reporter=reporter)
+    spec = objects.MigrationSpec(
+        migration_uuid=MIGRATION, instance_uuid=INSTANCE, dest_host='dest',
+        dest_uri='qemu+tcp://dest/system', migrate_uri='tcp://127.0.0.1',
+        options=objects.MigrationOptions(), report_interval=60)
+    with pytest.raises(exception.MigrationJobFailed):
+        jobs.start(spec)
+    [job] = ended
+    assert (job.state, job.postcopy) == ('failed', postcopy)
+    assert ('after the switch to post-copy' in job.error) is postcopy
