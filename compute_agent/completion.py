@@ -165,13 +165,19 @@ class CompletionController:
                         level=logging.ERROR)
 
     def _event(self, kind, elapsed, message, level=logging.INFO):
-        job = self._job
-        LOG.log(level, 'Migration %s instance %s: on host %s at %.1f s of the job '
-                '(profile %s): %s', job.migration_uuid, job.instance_uuid,
-                self._jobs.host, elapsed, self._plan.profile, message)
-        self._jobs.report_event(job, objects.MigrationEvent(
-            migration_uuid=job.migration_uuid, kind=kind, host=self._jobs.host,
-            job_elapsed_s=round(elapsed, 3), message=message))
+        report(self._jobs, self._job, kind, elapsed, message, level=level,
+               profile=self._plan.profile)
+
+
+def report(jobs, job, kind, elapsed, message, level=logging.INFO, profile=None):
+    """Log a decision about ``job`` and report it to the conductor as an event."""
+    LOG.log(level, 'Migration %s instance %s: on host %s%s%s: %s', job.migration_uuid,
+            job.instance_uuid, jobs.host,
+            '' if elapsed is None else ' at %.1f s of the job' % elapsed,
+            '' if profile is None else ' (profile %s)' % profile, message)
+    jobs.report_event(job, objects.MigrationEvent(
+        migration_uuid=job.migration_uuid, kind=kind, host=jobs.host,
+        job_elapsed_s=None if elapsed is None else round(elapsed, 3), message=message))
 
 
 def _mib(value):

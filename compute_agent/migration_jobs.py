@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 
+from compute_agent import completion
 from compute_agent import migration_monitor
 from migration_conductor import exception
 from migration_conductor import objects
@@ -42,6 +43,9 @@ DEFAULT_REPORT_INTERVAL = 1.0
 # libvirt calls on the shared connection; the growing interval keeps a slow start
 # cheap.
 START_POLL_FIRST = 0.005
+# Seconds before each attempt to resume a post-copy whose job failed (its stream
+# broke): about half a minute in all, the longest a network blip is waited for.
+POSTCOPY_RESUME_WAITS = (1, 2, 4, 8, 15)
 START_POLL_MAX = 0.05
 
 
@@ -193,14 +197,51 @@ class MigrationJobs:
         except exception.MigrationJobCancelled as exc:
             self.job_ended(job, JobState.CANCELLED, str(exc))
         except Exception as exc:  # the job's outcome, reported to the conductor
-            if self._failed_in_postcopy(job):
-                job.postcopy = True
-                self.job_ended(job, JobState.FAILED, 'failed after the switch to '
-                               'post-copy: %s' % exc)
-            else:
+            if not self._failed_in_postcopy(job):
                 self.job_ended(job, JobState.FAILED, str(exc))
+                return
+            job.postcopy = True
+            failure = self._recover_postcopy(job, spec, exc)
+            if failure is None:
+                self.job_ended(job, JobState.COMPLETED)
+            else:
+                self.job_ended(job, JobState.FAILED, 'failed after the switch to '
+                               'post-copy: %s' % failure)
         else:
             self.job_ended(job, JobState.COMPLETED)
+
+    def _recover_postcopy(self, job, spec, cause):
+        """Resume a post-copy whose job failed (its stream broke, say): attempts after
+        each of :data:`POSTCOPY_RESUME_WAITS`, as long as the destination still has the
+        guest. Returns None once the migration completed, else why it cannot.
+
+        NOTE: no agent asks the destination: libvirt's resume (peer to peer) finds out
+        itself whether the destination still holds the guest, and says so at once.
+        """
+        ids = (job.migration_uuid, job.instance_uuid, self.host)
+        last = cause
+        for attempt, wait in enumerate(POSTCOPY_RESUME_WAITS, start=1):
+            completion.report(self, job, fields.MigrationEventKind.POSTCOPY_INTERRUPTED,
+                              None, 'the post-copy job failed (%s); resuming it in %s s '
+                              '(attempt %d of %d)' % (last, wait, attempt,
+                                                      len(POSTCOPY_RESUME_WAITS)),
+                              level=logging.WARNING)
+            time.sleep(wait)
+            try:
+                self._driver.resume_postcopy(job.instance_uuid, spec.dest_uri,
+                                             spec.migrate_uri, spec.options.to_driver())
+            except exception.PostcopyUnrecoverable as exc:
+                LOG.error('Migration %s instance %s: the post-copy from host %s cannot '
+                          'be resumed: %s', *ids, exc)
+                return exc
+            except Exception as exc:  # this attempt failed; the next may not
+                last = exc
+                continue
+            completion.report(self, job, fields.MigrationEventKind.POSTCOPY_RECOVERED,
+                              None, 'the post-copy job was resumed (attempt %d) and '
+                              'completed' % attempt)
+            return None
+        return last
 
     def _failed_in_postcopy(self, job):
         """Whether the failed job had switched to post-copy (then the copy here is

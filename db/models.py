@@ -58,7 +58,8 @@ SLOT_DIRECTIONS = ('out', 'in')
 STRATEGY_CHOICES = ('precopy', 'auto-converge', 'postcopy-after-first-pass')
 # What a migration event records (objects.fields.MigrationEventKind).
 EVENT_KINDS = ('forecast', 'downtime-step', 'postcopy-requested', 'postcopy-started',
-               'paused', 'abort-requested', 'action-failed', 'outcome')
+               'paused', 'abort-requested', 'postcopy-interrupted', 'postcopy-recovered',
+               'action-failed', 'outcome')
 # Where a progress record came from: pushed by the source agent's monitor, or read by
 # the conductor from the agent after the source had been silent.
 PROGRESS_ORIGINS = ('push', 'poll')

@@ -284,6 +284,11 @@ class MigrationJobCancelled(MigrationJobFailed):
     code = 'migration_job_cancelled'
 
 
+class PostcopyUnrecoverable(MigrationJobFailed):
+    """A post-copy that cannot be resumed: the destination lost the guest."""
+    code = 'postcopy_unrecoverable'
+
+
 class CompletionBudgetExceeded(MigrationJobFailed):
     msg_fmt = ('The migration of instance %(instance_uuid)s from %(host)s was ended by '
                'its profile: %(reason)s.')

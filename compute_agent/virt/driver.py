@@ -44,6 +44,7 @@ MIGRATION_OPTION_DEFAULTS = {
     'migrate_disks': None,      # with block_migration: the targets to copy (None: all)
     'parallel_connections': 1,  # streams (multifd when more than 1)
     'compression': 'none',      # none, xbzrle, zlib or zstd (the last two: multifd)
+    'postcopy_resume': False,   # resume a post-copy whose stream broke
 }
 
 # The keys of a job statistics dict (ComputeDriver.get_job_stats).
@@ -317,6 +318,17 @@ class ComputeDriver(abc.ABC):
         :returns: bytes per second, or None when the hypervisor cannot measure it.
         :raises DomainNotFound: the guest is not defined here.
         :raises HypervisorUnavailable, HypervisorCallFailed: the measure failed.
+        """
+
+    @abc.abstractmethod
+    def resume_postcopy(self, instance_uuid, dest_uri, migrate_uri, options):
+        """Resume a post-copy migration whose stream broke; return once it ended.
+
+        Blocks as :meth:`live_migrate` does, with the same arguments.
+
+        :raises PostcopyUnrecoverable: the destination no longer has the guest (or
+            nothing is left to resume): the guest is lost.
+        :raises MigrationJobFailed: this attempt failed (another may succeed).
         """
 
     @abc.abstractmethod

@@ -82,6 +82,8 @@ class _Domain:
         self.incoming = False        # the destination copy of a running migration
         self.completed_stats = None  # of the last migration that ended here
         self.postcopy_failed = False  # its migration failed after the switch
+        self.interrupted = None       # the _Job of a post-copy whose stream broke
+        self.cut_in_postcopy = None   # test control: 'cut' or 'lose' (see below)
 
     def to_dict(self):
         return {'uuid': self.uuid, 'name': self.name, 'power_state': self.power_state,
@@ -103,6 +105,8 @@ class _Job:
         self.postcopy_permitted = False
         self.postcopy_requested = False
         self.postcopy = False             # switched: the destination runs the guest
+        self.stream_cut = False           # a test cut its stream (post-copy)
+        self.pull_left = 0.0              # seconds of pulling left when it broke
 
 
 class SimulatedDriver(driver.ComputeDriver):
@@ -468,9 +472,20 @@ class SimulatedDriver(driver.ComputeDriver):
         left = job.model.remaining
         LOG.info('Instance %s: simulated migration from host %s switched to post-copy '
                  '(%d MiB left to pull)', instance_uuid, self.host, left // MIB)
-        deadline = time.monotonic() + left / job.model.bandwidth * scale
+        cut, domain.cut_in_postcopy = domain.cut_in_postcopy, None
+        if cut:
+            job.stream_cut = True
+            if cut == 'lose':
+                job.dest._domains.pop(instance_uuid, None)
+        self._pull(instance_uuid, domain, job, left / job.model.bandwidth * scale)
+
+    def _pull(self, instance_uuid, domain, job, seconds):
+        """The destination pulls the rest for ``seconds``; then the switch-over. A
+        stream cut leaves both sides paused, the job resumable (under the lock)."""
+        deadline = time.monotonic() + seconds
         while True:
-            if job.dest._domains.get(instance_uuid) is not job.incoming:
+            if (job.dest._domains.get(instance_uuid) is not job.incoming
+                    and not job.stream_cut):
                 # The destination lost the guest in post-copy: nobody has it whole.
                 domain.job = None
                 domain.postcopy_failed = True
@@ -478,13 +493,47 @@ class SimulatedDriver(driver.ComputeDriver):
                 raise self._failed(instance_uuid, 'the destination lost the guest in '
                                    'post-copy')
             wait = deadline - time.monotonic()
+            if job.stream_cut:
+                job.stream_cut = False
+                job.pull_left = max(wait, 0.0)
+                domain.job, domain.interrupted = None, job
+                domain.postcopy_failed = True
+                job.incoming.power_state = 'paused'
+                _CHANGED.notify_all()
+                raise self._failed(instance_uuid, 'the migration stream broke in '
+                                   'post-copy')
             if wait <= 0:
                 break
             _CHANGED.wait(min(wait, STEP))
         job.model.converged, job.model.downtime = True, 0.0
         job.model.complete()
+        domain.interrupted, domain.postcopy_failed = None, False
         self._switch_over(instance_uuid, domain, job)
         _CHANGED.notify_all()
+
+    def cut_stream_in_postcopy(self, instance_uuid, lose_guest=False):
+        """Test control: the guest's next migration stream breaks as soon as it runs
+        in post-copy (both sides pause; the job can be resumed), and with
+        ``lose_guest`` the destination's copy dies with it (nothing to resume)."""
+        with _LOCK:
+            self._lookup(instance_uuid).cut_in_postcopy = ('lose' if lose_guest
+                                                           else 'cut')
+
+    def resume_postcopy(self, instance_uuid, dest_uri, migrate_uri, options):
+        with _CHANGED:
+            domain = self._domains.get(instance_uuid)
+            job = None if domain is None else domain.interrupted
+            if job is None or job.dest._domains.get(instance_uuid) is not job.incoming:
+                raise exception.PostcopyUnrecoverable(
+                    instance_uuid=instance_uuid, host=self.host,
+                    reason='the destination %s has no copy of the guest to resume'
+                           % (job.dest.host if job else 'host'))
+            LOG.info('Instance %s: simulated post-copy from host %s resumed',
+                     instance_uuid, self.host)
+            domain.job, domain.interrupted = job, None
+            job.incoming.power_state = 'running'
+            _CHANGED.notify_all()
+            self._pull(instance_uuid, domain, job, job.pull_left)
 
     def _check_job(self, instance_uuid, domain, job):
         """Raise (after cleaning up) when the job was aborted or lost a side."""

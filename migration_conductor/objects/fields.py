@@ -244,10 +244,13 @@ class MigrationEventKind(fields.Enum):
     POSTCOPY_STARTED = 'postcopy-started'
     PAUSED = 'paused'
     ABORT_REQUESTED = 'abort-requested'
+    POSTCOPY_INTERRUPTED = 'postcopy-interrupted'
+    POSTCOPY_RECOVERED = 'postcopy-recovered'
     ACTION_FAILED = 'action-failed'
     OUTCOME = 'outcome'
     ALL = (FORECAST, DOWNTIME_STEP, POSTCOPY_REQUESTED, POSTCOPY_STARTED, PAUSED,
-           ABORT_REQUESTED, ACTION_FAILED, OUTCOME)
+           ABORT_REQUESTED, POSTCOPY_INTERRUPTED, POSTCOPY_RECOVERED, ACTION_FAILED,
+           OUTCOME)
 
     def __init__(self):
         super().__init__(valid_values=self.ALL)

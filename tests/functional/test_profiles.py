@@ -30,6 +30,16 @@ def cloud(tmp_path_factory):
         yield handle
 
 
+@pytest.fixture(autouse=True)
+def empty_hosts(cloud):
+    """Each test starts with hosts that hold no guest (they share the cloud)."""
+    yield
+    for agent in cloud.agents.values():
+        for domain in agent.driver.list_instances():
+            agent.driver.remove_domain(domain['uuid'])
+        cloud.conductor.register_host(cloud.admin, agent.manager.build_host_report())
+
+
 def _migrate(cloud, uuid, profile, **kwargs):
     return cloud.conductor.live_migrate(cloud.admin, uuid, host='sim-2', profile=profile,
                                         **kwargs)
@@ -190,3 +200,24 @@ def test_profiles_are_listed_and_shown(cloud):
         (True, 500, 800.0)
     with pytest.raises(exception.ProfileNotFound):
         cloud.conductor.get_profile(cloud.admin, 'gold')
+
+
+@pytest.mark.parametrize('lose_guest', [False, True])
+def test_a_post_copy_whose_stream_breaks_is_resumed_or_ends_in_error(cloud, lose_guest):
+    uuid = add_stubborn_guest(cloud, 'sim-1', 'g-cut-%s' % lose_guest)
+    # The fault lands in post-copy: the stream breaks as the pull begins.
+    cloud.agents['sim-1'].driver.cut_stream_in_postcopy(uuid, lose_guest=lose_guest)
+    migration = wait_for(cloud, _migrate(cloud, uuid, 'postcopy-first-pass').uuid)
+    kinds = _events(migration)
+    assert 'postcopy-interrupted' in kinds
+    if not lose_guest:
+        assert migration.status == 'completed', migration.error
+        assert 'postcopy-recovered' in kinds
+        assert where(cloud, uuid) == {'sim-2': 'running'}
+    else:
+        assert migration.status == 'error'
+        assert migration.error.code == 'postcopy_failed'
+        assert 'the guest is lost' in migration.error.message
+        assert kinds.count('postcopy-interrupted') == 1    # nothing left to resume
+        # The source's copy stays paused, never resumed; nothing runs anywhere.
+        assert where(cloud, uuid) == {'sim-1': 'paused'}

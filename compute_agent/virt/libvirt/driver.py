@@ -220,6 +220,10 @@ class LibvirtDriver(driver.ComputeDriver):
         with self._libvirt_errors('measure the dirty rate of', instance_uuid):
             return migration.measure_dirty_rate(self._host, dom, seconds)
 
+    def resume_postcopy(self, instance_uuid, dest_uri, migrate_uri, options):
+        self.live_migrate(instance_uuid, dest_uri, migrate_uri,
+                          dict(options, postcopy_resume=True))
+
     def in_postcopy(self, instance_uuid):
         dom = self._find(instance_uuid)
         if dom is None:

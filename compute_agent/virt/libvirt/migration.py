@@ -63,6 +63,8 @@ def migration_flags(options, trust_shared_pools=False):
         flags |= libvirt_host.MIGRATE_PARALLEL
     if options['compression'] not in (None, 'none'):
         flags |= libvirt_host.MIGRATE_COMPRESSED
+    if options['postcopy_resume']:
+        flags |= libvirt_host.MIGRATE_POSTCOPY | libvirt_host.MIGRATE_POSTCOPY_RESUME
     return flags
 
 
@@ -99,7 +101,7 @@ def migrate(host, dom, host_name, instance_uuid, dest_uri, migrate_uri, options,
     options = driver.normalize_migration_options(options, instance_uuid)
     flags = migration_flags(options, trust_shared_pools)
     params = migration_params(migrate_uri, options)
-    if options['max_downtime_ms'] is not None:
+    if options['max_downtime_ms'] is not None and not options['postcopy_resume']:
         # NOTE: set before the job starts (libvirt has no parameter for it in
         # migrateToURI3); QEMU keeps it for the job, as the lab checked.
         try:
@@ -134,6 +136,12 @@ def migrate(host, dom, host_name, instance_uuid, dest_uri, migrate_uri, options,
             raise exception.MigrationJobCancelled(
                 instance_uuid=instance_uuid, host=host_name) from exc
         reason = _describe(exc)
+        if options['postcopy_resume'] and exc.get_error_code() in (
+                libvirt_host.ERR_NO_DOMAIN, libvirt_host.ERR_OPERATION_INVALID):
+            LOG.error('Instance %s: the post-copy migration from host %s to %s cannot '
+                      'be resumed: %s', instance_uuid, host_name, dest_uri, reason)
+            raise exception.PostcopyUnrecoverable(instance_uuid=instance_uuid,
+                                                  host=host_name, reason=reason) from exc
         if exc.get_error_code() == libvirt_host.ERR_MIGRATE_UNSAFE:
             reason += ('; the destination judged the disks shared (same pool UUID and path '
                        'on both hosts) but libvirt does not recognise their file system as '

@@ -39,6 +39,10 @@ class FakeDriver:
     def in_postcopy(self, instance_uuid):
         return self.postcopy
 
+    def resume_postcopy(self, instance_uuid, dest_uri, migrate_uri, options):
+        raise exception.PostcopyUnrecoverable(instance_uuid=instance_uuid, host='src',
+                                              reason='nothing to resume')
+
     def get_job_stats(self, instance_uuid):
         self.asks.append(time.monotonic())
         if self.fail:
@@ -109,9 +113,11 @@ def test_a_job_that_fails_at_once_is_reported_without_waiting_long():
 
 
 @pytest.mark.parametrize('postcopy', [False, True])
-def test_a_job_failing_after_the_switch_to_post_copy_says_so(postcopy):
+def test_a_job_failing_after_the_switch_to_post_copy_says_so(postcopy, monkeypatch):
     """libvirt's state of the source (paused, post-copy failed) decides: the
-    conductor must then never roll the migration back."""
+    conductor must then never roll the migration back. (A resume is tried first; here
+    the destination has nothing to resume.)"""
+    monkeypatch.setattr(migration_jobs, 'POSTCOPY_RESUME_WAITS', (0,))
     ended = []
     reporter = type('Reporter', (), {'progress': lambda self, job: None,
                                      'ended': lambda self, job: ended.append(job)})()
@@ -127,3 +133,4 @@ def test_a_job_failing_after_the_switch_to_post_copy_says_so(postcopy):
     [job] = ended
     assert (job.state, job.postcopy) == ('failed', postcopy)
     assert ('after the switch to post-copy' in job.error) is postcopy
+    assert ('nothing to resume' in job.error) is postcopy

@@ -28,7 +28,7 @@ EXPECTED_FINGERPRINTS = {
     'JobProgress': '1.0-eee48cbea8d29bbf361c5661b4e4012f',
     'Migration': '1.2-f25f454d22c061de3d1b346ac35c1e80',
     'MigrationError': '1.0-146dc56505549ee4cea037ae23837847',
-    'MigrationEvent': '1.0-662a838535f5fafd965c505d1d427673',
+    'MigrationEvent': '1.0-3dc7c14d7a1673cb25f367c581282774',
     'MigrationEventList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
     'MigrationForecast': '1.0-5573789bd1b1877cdec6ba1b6d2d990a',
     'MigrationJob': '1.1-21915933fa4c0a6232fae0570451d8fd',
