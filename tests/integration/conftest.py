@@ -131,6 +131,22 @@ def wait_for_heartbeat_above(lab, name, seq, timeout=20):
                    lab.console_path(name)))
 
 
+def assert_memory_intact_after_move(lab, name, rounds_before, timeout=30):
+    """The guest's own checks of the memory it wrote before the move (frozen region,
+    dirtied pages) complete a round after it and never failed."""
+    from tools.lab import consoles
+    path = lab.console_path(name)
+    eventually(lambda: consoles.check_rounds(path), lambda n: n > rounds_before,
+               timeout=timeout, interval=0.5)
+    verdict, corrupt = consoles.integrity(path)
+    assert (verdict, corrupt) == ('ok', False), consoles.tail(path, 5)
+
+
+def check_rounds(lab, name):
+    from tools.lab import consoles
+    return consoles.check_rounds(lab.console_path(name))
+
+
 def eventually(fetch, predicate, timeout=60, interval=1):
     """Poll ``fetch()`` until ``predicate`` holds; return the value."""
     deadline = time.monotonic() + timeout

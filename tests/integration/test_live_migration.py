@@ -68,12 +68,15 @@ def _guest_known(cloud, uuid):
 
 
 def _assert_beats_on(the_lab, name, host, timeout=30):
-    """The guest runs on ``host`` only and its heartbeat goes on increasing there."""
+    """The guest runs on ``host`` only, its heartbeat goes on increasing there, and its
+    own checks of the memory it wrote before find it intact."""
     guest = the_lab.guest(name)
     assert (guest.host, guest.state) == (host, 'running')
     before = int_conftest.last_heartbeat_seq(the_lab, name)
+    rounds = int_conftest.check_rounds(the_lab, name)
     int_conftest.eventually(lambda: int_conftest.last_heartbeat_seq(the_lab, name),
                             lambda seq: seq >= before + 2, timeout=timeout)
+    int_conftest.assert_memory_intact_after_move(the_lab, name, rounds)
     on_hosts = [g.host for g in the_lab.guests() if g.name == name]
     assert on_hosts == [host], on_hosts
 

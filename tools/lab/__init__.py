@@ -173,8 +173,14 @@ class Lab:
     # --- guests ------------------------------------------------------------------------
 
     def start_guest(self, name, host, memory_mib=512, touch_mib=64, dirty_pps=1000,
-                    boot_timeout=lab_guests.BOOT_TIMEOUT, disk_pool=None):
+                    boot_timeout=lab_guests.BOOT_TIMEOUT, disk_pool=None, beat_hz=1,
+                    frozen_mib=16, profile=None):
         """Define (persistent) and start guest name on host, and wait for its first heartbeat.
+
+        :param beat_hz: heartbeat lines per second (1 to 50).
+        :param frozen_mib: MiB the guest writes at boot and checks for ever (0: none);
+            its dirtied memory is checked too (``consoles.integrity``).
+        :param profile: the migration profile its libvirt metadata names (None: none).
 
         :param disk_pool: None (diskless), or ``mc-shared`` or ``mc-local``: the pool of
             host where the guest's disk is created (see tools.lab.guests.start_guest).
@@ -189,11 +195,14 @@ class Lab:
             lab_install.Installer(self.config).check_images()
             info = lab_guests.start_guest(self.config, self.running_hosts(), name, host_name,
                                           memory_mib, touch_mib, dirty_pps, boot_timeout,
-                                          disk_pool=disk_pool)
+                                          disk_pool=disk_pool, beat_hz=beat_hz,
+                                          frozen_mib=frozen_mib, profile=profile)
             data = self._load()
             data['guests'][name] = {'uuid': info.uuid, 'started_on': info.host,
                                     'memory_mib': memory_mib, 'touch_mib': touch_mib,
-                                    'dirty_pps': dirty_pps, 'disk_pool': disk_pool}
+                                    'dirty_pps': dirty_pps, 'disk_pool': disk_pool,
+                                    'beat_hz': beat_hz, 'frozen_mib': frozen_mib,
+                                    'profile': profile}
             self._save(data)
             return info
 
@@ -221,6 +230,10 @@ class Lab:
 
     def console_path(self, name):
         return self.config.console_path(name)
+
+    def integrity(self, name):
+        """(latest verdict of guest name's memory checks, whether any ever failed)."""
+        return consoles.integrity(self.config.console_path(name))
 
     def heartbeats(self, name):
         """[(seq, line), ...] of guest name's heartbeats since its last fresh start."""

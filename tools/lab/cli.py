@@ -6,7 +6,8 @@ Commands::
     start [--hosts N]                start hosts <prefix>1..N (default 2)
     status [--json]                  hosts and guests, with accelerator and last heartbeat
     guest-start NAME --host H [--memory-mib M] [--touch-mib T] [--dirty-pps P]
-                [--disk-pool mc-shared|mc-local]
+                [--disk-pool mc-shared|mc-local] [--beat-hz N] [--frozen-mib F]
+                [--profile NAME]
     guest-stop NAME                  destroy and undefine NAME wherever it runs, delete its disk
     guest-console NAME [--lines N]   last heartbeat lines of NAME (--raw: any console line)
     stop                             tear everything down (harmless when nothing runs)
@@ -52,6 +53,12 @@ def _parser():
     gstart.add_argument('--memory-mib', type=int, default=512)
     gstart.add_argument('--touch-mib', type=int, default=64)
     gstart.add_argument('--dirty-pps', type=int, default=1000)
+    gstart.add_argument('--beat-hz', type=int, default=1,
+                        help='heartbeat lines per second (1 to 50)')
+    gstart.add_argument('--frozen-mib', type=int, default=16,
+                        help='MiB the guest writes once and checks for ever (0: none)')
+    gstart.add_argument('--profile', default=None,
+                        help='migration profile named in the guest\'s libvirt metadata')
     gstart.add_argument('--disk-pool', choices=lab_guests.DISK_POOLS, default=None,
                         help='give the guest a disk in this pool: mc-shared (storage every '
                              'host sees) or mc-local (the host\'s own); default: no disk')
@@ -117,7 +124,8 @@ def run(args):
     elif args.command == 'guest-start':
         guest = lab.start_guest(args.name, args.host, memory_mib=args.memory_mib,
                                 touch_mib=args.touch_mib, dirty_pps=args.dirty_pps,
-                                disk_pool=args.disk_pool)
+                                disk_pool=args.disk_pool, beat_hz=args.beat_hz,
+                                frozen_mib=args.frozen_mib, profile=args.profile)
         if args.json:
             print(json.dumps(guest.to_dict(), indent=2))
         else:

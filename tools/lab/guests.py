@@ -51,13 +51,23 @@ class GuestInfo:
         return dataclasses.asdict(self)
 
 
-def kernel_cmdline(touch_mib, dirty_pps):
-    return 'console=ttyS0 panic=-1 quiet mc.touch_mib=%d mc.dirty_pps=%d' % (touch_mib,
-                                                                             dirty_pps)
+def kernel_cmdline(touch_mib, dirty_pps, beat_hz=1, frozen_mib=16):
+    return ('console=ttyS0 panic=-1 quiet mc.touch_mib=%d mc.dirty_pps=%d mc.beat_hz=%d '
+            'mc.frozen_mib=%d' % (touch_mib, dirty_pps, beat_hz, frozen_mib))
 
 
-def domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps, disk_path=None):
+# The namespace of migration-conductor's element in a domain's <metadata> (the agent
+# reads the guest's migration profile there).
+METADATA_NAMESPACE = 'http://migration-conductor.org/xmlns/instance/1.0'
+
+
+def domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps, disk_path=None,
+               beat_hz=1, frozen_mib=16, profile=None):
     """The libvirt XML of a lab guest (string).
+
+    :param beat_hz: heartbeat lines per second; :param frozen_mib: MiB the guest writes
+        once and checks (see tools/lab/guest/init.c).
+    :param profile: the migration profile its metadata names, or None.
 
     :param disk_path: a raw file attached as the guest's disk vda, or None for a diskless
         guest. The guest boots from its initramfs and never touches the disk: it is there
@@ -68,6 +78,10 @@ def domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps, disk_path=N
     ET.SubElement(dom, 'uuid').text = uuid
     ET.SubElement(dom, 'description').text = (
         'migration-conductor lab guest: touch_mib=%d dirty_pps=%d' % (touch_mib, dirty_pps))
+    if profile:
+        metadata = ET.SubElement(dom, 'metadata')
+        instance = ET.SubElement(metadata, '{%s}instance' % METADATA_NAMESPACE)
+        ET.SubElement(instance, '{%s}migration-profile' % METADATA_NAMESPACE).text = profile
     ET.SubElement(dom, 'memory', unit='MiB').text = str(memory_mib)
     ET.SubElement(dom, 'currentMemory', unit='MiB').text = str(memory_mib)
     ET.SubElement(dom, 'vcpu').text = '1'
@@ -75,7 +89,8 @@ def domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps, disk_path=N
     ET.SubElement(os_el, 'type', arch='x86_64', machine='pc').text = 'hvm'
     ET.SubElement(os_el, 'kernel').text = config.kernel_path
     ET.SubElement(os_el, 'initrd').text = config.initramfs_path
-    ET.SubElement(os_el, 'cmdline').text = kernel_cmdline(touch_mib, dirty_pps)
+    ET.SubElement(os_el, 'cmdline').text = kernel_cmdline(touch_mib, dirty_pps, beat_hz,
+                                                          frozen_mib)
     features = ET.SubElement(dom, 'features')
     ET.SubElement(features, 'acpi')
     ET.SubElement(dom, 'clock', offset='utc')
@@ -154,7 +169,8 @@ def locate(config, running_hosts, name):
 
 
 def start_guest(config, running_hosts, name, host_name, memory_mib, touch_mib, dirty_pps,
-                boot_timeout=BOOT_TIMEOUT, disk_pool=None):
+                boot_timeout=BOOT_TIMEOUT, disk_pool=None, beat_hz=1, frozen_mib=16,
+                profile=None):
     """Define and start guest name on host_name, or return it if it already runs anywhere.
 
     :param disk_pool: None for a diskless guest, else the lab pool (``mc-shared`` or
@@ -173,9 +189,13 @@ def start_guest(config, running_hosts, name, host_name, memory_mib, touch_mib, d
     if disk_pool not in (None,) + DISK_POOLS:
         raise errors.GuestError('guest %s: unknown disk pool %r (lab pools: %s)'
                                 % (name, disk_pool, ', '.join(DISK_POOLS)))
-    if touch_mib >= memory_mib:
-        raise errors.GuestError('guest %s: touch_mib (%d) must stay well below memory_mib (%d)'
-                                % (name, touch_mib, memory_mib))
+    if not 1 <= beat_hz <= 50:
+        raise errors.GuestError('guest %s: beat_hz must be from 1 to 50, not %r'
+                                % (name, beat_hz))
+    if touch_mib + frozen_mib >= memory_mib:
+        raise errors.GuestError('guest %s: touch_mib (%d) and frozen_mib (%d) must stay well '
+                                'below memory_mib (%d)'
+                                % (name, touch_mib, frozen_mib, memory_mib))
     found = locate(config, running_hosts, name)
     for where, info in found.items():
         if info.accelerator is not None:
@@ -200,7 +220,8 @@ def start_guest(config, running_hosts, name, host_name, memory_mib, touch_mib, d
              disk_pool or 'no pool')
     with _connect(config, host) as conn:
         disk_path = _ensure_disk(conn, name, disk_pool) if disk_pool else None
-        xml = domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps, disk_path)
+        xml = domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps, disk_path,
+                         beat_hz=beat_hz, frozen_mib=frozen_mib, profile=profile)
         dom = conn.call('define guest %s' % name, conn.conn.defineXML, xml,
                         error=errors.GuestError, log=qemu_log)
         conn.call('start guest %s' % name, dom.create, error=errors.GuestError, log=qemu_log)

@@ -5,9 +5,29 @@
  *   1. mount /proc and read its settings from /proc/cmdline:
  *        mc.touch_mib=N   MiB of anonymous memory to allocate and touch (default 64)
  *        mc.dirty_pps=N   4 KiB pages to dirty per second, spread over the second (default 1000)
- *   2. touch that memory once, then forever: dirty pages at the given rate and print one
- *      heartbeat line per second on /dev/console (the serial port):
- *        mc-heartbeat seq=17 touched_mib=64 dirty_pps=1000
+ *        mc.beat_hz=N     heartbeat lines per second, 1 to 50 (default 1)
+ *        mc.frozen_mib=N  MiB written once at boot and never again (default 16, 0: none)
+ *   2. touch that memory once, then forever: dirty pages at the given rate and print
+ *      beat_hz heartbeat lines per second on /dev/console (the serial port), each with
+ *      the verdict of the memory checks so far:
+ *        mc-heartbeat seq=17 touched_mib=64 dirty_pps=1000 check=ok
+ *   3. check its memory all the time, a slice at each 20 ms tick, the whole of it about
+ *      every CHECK_ROUND_S seconds, and print one line per round:
+ *        mc-check round=4 ok frozen_mib=16 touched_mib=64 crc=89abcdef
+ *        mc-check round=5 CORRUPT region=dirty page=812 expected=... found=...
+ *      check= is "none" before the first round and "CORRUPT" for ever once any check
+ *      failed.
+ *
+ * What is checked, and why it catches a migration that delivered wrong memory:
+ *   - the frozen region: every 64-bit word holds a function of its index, written at
+ *     boot; a round recomputes the region's checksum (FNV-1a of the words) and
+ *     compares each word. A page lost, zeroed or taken from another page fails.
+ *   - the dirtied region: each dirtied page p carries in its first two words a
+ *     generation g and (~g ^ p), and g is also kept in an array gen[p] (in guest memory
+ *     too); the rest of the page keeps its boot fill byte. A page delivered stale (an
+ *     older generation) disagrees with gen[] (or gen[] with it), a torn or foreign page
+ *     breaks the (~g ^ p) pair or the fill. Both copies migrate; at the switch-over they
+ *     must agree, whatever pass each was sent in.
  *
  * It is PID 1: it never exits (an exiting init panics the kernel). On any error it prints an
  * "mc-error" line and keeps printing heartbeats with what it could set up.
@@ -32,8 +52,22 @@
 #include <unistd.h>
 
 #define PAGE_SIZE 4096UL
+#define WORDS_PER_PAGE (PAGE_SIZE / sizeof(uint64_t))
 #define TICKS_PER_SECOND 50UL /* dirtying is spread over 50 slices of 20 ms */
 #define NSEC_PER_SEC 1000000000LL
+#define CHECK_ROUND_S 2UL     /* seconds one round of checks over all of memory takes */
+#define MAX_BEAT_HZ 50UL
+
+/* The memory under check (single-threaded: no locking). */
+static uint64_t *frozen;
+static unsigned long frozen_words, frozen_cursor;
+static uint64_t frozen_crc, frozen_crc_expected;
+static unsigned char *mem;
+static uint32_t *gen;
+static unsigned long npages, check_cursor;
+static unsigned long check_round;
+static const char *verdict = "none";
+static int round_failed;
 
 static int console_fd = 1;
 
@@ -126,17 +160,131 @@ static void sleep_until(int64_t deadline_ns)
         ;
 }
 
+static uint64_t frozen_word(unsigned long i)
+{
+    uint64_t x = (uint64_t)i * 0x9E3779B97F4A7C15ULL + 0x5DEECE66DULL;
+
+    x ^= x >> 29;
+    return x | 1; /* never zero: QEMU would send zero pages for free */
+}
+
+static uint64_t fnv1a(uint64_t hash, uint64_t word)
+{
+    for (int b = 0; b < 8; b++) {
+        hash ^= (word >> (8 * b)) & 0xff;
+        hash *= 0x100000001B3ULL;
+    }
+    return hash;
+}
+
+static unsigned char fill_byte(unsigned long page)
+{
+    return (unsigned char)((page % 251) + 1);
+}
+
+static void corrupt(const char *region, unsigned long page, uint64_t expected, uint64_t found)
+{
+    if (!round_failed)
+        say("mc-check round=%lu CORRUPT region=%s page=%lu expected=%016llx found=%016llx\n",
+            check_round + 1, region, page, (unsigned long long)expected,
+            (unsigned long long)found);
+    round_failed = 1;
+    verdict = "CORRUPT";
+}
+
+/* Dirty page p: a new generation, written to the page and remembered in gen[]. */
+static void dirty_page(unsigned long p)
+{
+    uint64_t *words = (uint64_t *)(mem + p * PAGE_SIZE);
+    uint32_t g = ++gen[p];
+
+    words[0] = g;
+    words[1] = ~(uint64_t)g ^ p;
+}
+
+static void check_page(unsigned long p)
+{
+    const uint64_t *words = (const uint64_t *)(mem + p * PAGE_SIZE);
+    uint64_t fill;
+
+    memset(&fill, fill_byte(p), sizeof(fill));
+    if (gen[p] == 0) {
+        if (words[0] != fill || words[1] != fill)
+            corrupt("dirty", p, fill, words[0] != fill ? words[0] : words[1]);
+    } else if (words[0] != gen[p] || words[1] != (~(uint64_t)gen[p] ^ p)) {
+        corrupt("dirty", p, gen[p], words[0]);
+    }
+    for (unsigned long w = 2; w < WORDS_PER_PAGE; w += 63)
+        if (words[w] != fill)
+            corrupt("dirty", p, fill, words[w]);
+}
+
+/* One tick's share of the checks; prints a line when a round is complete. */
+static void check_slice(unsigned long frozen_per_tick, unsigned long pages_per_tick)
+{
+    for (unsigned long i = 0; i < frozen_per_tick && frozen_cursor < frozen_words; i++) {
+        uint64_t word = frozen[frozen_cursor];
+
+        if (word != frozen_word(frozen_cursor))
+            corrupt("frozen", frozen_cursor * sizeof(uint64_t) / PAGE_SIZE,
+                    frozen_word(frozen_cursor), word);
+        frozen_crc = fnv1a(frozen_crc, word);
+        frozen_cursor++;
+    }
+    for (unsigned long i = 0; i < pages_per_tick && check_cursor < npages; i++)
+        check_page(check_cursor++);
+    if (frozen_cursor < frozen_words || check_cursor < npages)
+        return;
+    check_round++;
+    if (frozen_crc != frozen_crc_expected)
+        corrupt("frozen", 0, frozen_crc_expected, frozen_crc);
+    if (!round_failed) {
+        if (verdict[0] != 'C')
+            verdict = "ok";
+        say("mc-check round=%lu ok frozen_mib=%lu touched_mib=%lu crc=%08lx\n", check_round,
+            frozen_words * sizeof(uint64_t) >> 20, npages * PAGE_SIZE >> 20,
+            (unsigned long)(frozen_crc & 0xffffffffUL));
+    }
+    round_failed = 0;
+    frozen_cursor = check_cursor = 0;
+    frozen_crc = 0xcbf29ce484222325ULL;
+}
+
 int main(void)
 {
     char cmdline[4096];
-    unsigned long touch_mib, dirty_pps, npages = 0, cursor = 0, seq = 0;
-    unsigned char *mem = NULL;
+    unsigned long touch_mib, dirty_pps, beat_hz, frozen_mib, cursor = 0, seq = 0;
+    unsigned long frozen_per_tick = 0, pages_per_tick = 0;
     int64_t second_start;
 
     open_console();
     read_cmdline(cmdline, sizeof(cmdline));
     touch_mib = cmdline_ulong(cmdline, "mc.touch_mib", 64);
     dirty_pps = cmdline_ulong(cmdline, "mc.dirty_pps", 1000);
+    beat_hz = cmdline_ulong(cmdline, "mc.beat_hz", 1);
+    frozen_mib = cmdline_ulong(cmdline, "mc.frozen_mib", 16);
+    if (beat_hz < 1)
+        beat_hz = 1;
+    if (beat_hz > MAX_BEAT_HZ)
+        beat_hz = MAX_BEAT_HZ;
+
+    if (frozen_mib > 0) {
+        size_t bytes = frozen_mib * 1024UL * 1024UL;
+
+        frozen = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (frozen == MAP_FAILED) {
+            say("mc-error cannot allocate %lu frozen MiB: %s\n", frozen_mib, strerror(errno));
+            frozen = NULL;
+        } else {
+            frozen_words = bytes / sizeof(uint64_t);
+            frozen_crc_expected = 0xcbf29ce484222325ULL;
+            for (unsigned long i = 0; i < frozen_words; i++) {
+                frozen[i] = frozen_word(i);
+                frozen_crc_expected = fnv1a(frozen_crc_expected, frozen[i]);
+            }
+        }
+    }
+    frozen_crc = 0xcbf29ce484222325ULL;
 
     if (touch_mib > 0) {
         size_t bytes = touch_mib * 1024UL * 1024UL;
@@ -150,26 +298,39 @@ int main(void)
             npages = bytes / PAGE_SIZE;
             /* Non-zero content: QEMU migrates zero pages almost for free. */
             for (unsigned long i = 0; i < npages; i++)
-                memset(mem + i * PAGE_SIZE, (int)(i % 251) + 1, PAGE_SIZE);
+                memset(mem + i * PAGE_SIZE, fill_byte(i), PAGE_SIZE);
+            gen = calloc(npages, sizeof(*gen));
+            if (gen == NULL) {
+                say("mc-error cannot allocate the generations of %lu pages\n", npages);
+                npages = 0;
+            }
         }
     }
-    say("mc-init ready touched_mib=%lu dirty_pps=%lu\n", touch_mib, dirty_pps);
+    /* A round of checks over all of memory takes about CHECK_ROUND_S seconds. */
+    frozen_per_tick = frozen_words / (CHECK_ROUND_S * TICKS_PER_SECOND) + 1;
+    pages_per_tick = npages / (CHECK_ROUND_S * TICKS_PER_SECOND) + 1;
+    say("mc-init ready touched_mib=%lu dirty_pps=%lu beat_hz=%lu frozen_mib=%lu\n", touch_mib,
+        dirty_pps, beat_hz, frozen ? frozen_mib : 0UL);
 
     second_start = now_ns();
     for (;;) {
-        seq++;
-        say("mc-heartbeat seq=%lu touched_mib=%lu dirty_pps=%lu\n", seq, touch_mib, dirty_pps);
         for (unsigned long tick = 0; tick < TICKS_PER_SECOND; tick++) {
             /* Pages for this slice: an even share of dirty_pps, remainders spread too. */
             unsigned long todo = dirty_pps * (tick + 1) / TICKS_PER_SECOND -
                                  dirty_pps * tick / TICKS_PER_SECOND;
 
+            /* beat_hz lines per second, at the ticks where the count of beats due grows. */
+            if (tick == 0 || (tick * beat_hz) / TICKS_PER_SECOND !=
+                             ((tick - 1) * beat_hz) / TICKS_PER_SECOND) {
+                seq++;
+                say("mc-heartbeat seq=%lu touched_mib=%lu dirty_pps=%lu check=%s\n", seq,
+                    touch_mib, dirty_pps, verdict);
+            }
             for (unsigned long i = 0; npages > 0 && i < todo; i++) {
-                uint64_t *word = (uint64_t *)(mem + cursor * PAGE_SIZE);
-
-                word[(seq + i) % (PAGE_SIZE / sizeof(uint64_t))] = (seq << 32) ^ cursor ^ i;
+                dirty_page(cursor);
                 cursor = (cursor + 1) % npages;
             }
+            check_slice(frozen_per_tick, pages_per_tick);
             sleep_until(second_start + (int64_t)(tick + 1) * NSEC_PER_SEC / (int64_t)TICKS_PER_SECOND);
         }
         second_start += NSEC_PER_SEC;
