@@ -109,7 +109,9 @@ class AgentManager:
             host=self.host, instance=objects.Instance(host=self.host, **instance),
             cpu_xml=inventory['cpu_xml'], hypervisor_type=inventory['hypervisor_type'],
             hypervisor_version=inventory['hypervisor_version'],
-            disks=objects.DiskList.from_driver(disks), dirty_rate=dirty_rate)
+            disks=objects.DiskList.from_driver(disks), dirty_rate=dirty_rate,
+            memory_resident=self.driver.resident_memory(instance_uuid)
+            if dirty_rate_sample_s else None)
 
     def _dirty_rate(self, migration_uuid, instance_uuid, seconds):
         """The guest's dirty rate (bytes/s) measured now, or None (not asked, or the

@@ -105,18 +105,23 @@ def postcopy_after_first_pass(memory, dirty_rate, bandwidth):
 
 
 def make(profile, instance_uuid, memory_bytes, dirty_rate, bandwidth,
-         bandwidth_source, disk_bytes=0):
+         bandwidth_source, disk_bytes=0, resident_bytes=None):
     """The forecast of a migration under ``profile``, with its chosen strategy.
 
     :param dirty_rate: bytes per second measured on the source, or None.
+    :param resident_bytes: the guest memory its QEMU holds (pages never touched are
+        zero pages, sent for next to nothing); None: the whole memory is counted.
     :param bandwidth: bytes per second; ``bandwidth_source`` says where it came from
         (``profile``, ``measured`` or ``assumed``).
     :returns: MigrationForecast.
     :raises ProfileCannotBeMet: the profile forbids every way to meet its contract.
     """
     rate = dirty_rate or 0
-    total = memory_bytes + disk_bytes
+    to_send = memory_bytes if resident_bytes is None else min(memory_bytes,
+                                                              resident_bytes)
+    total = to_send + disk_bytes
     max_downtime_s = profile.max_downtime_ms / 1000.0
+    # NOTE: the budget counts the guest's whole size, as Nova's does.
     budget = profiles_mod.completion_budget(profile, memory_bytes, disk_bytes)
     plain = precopy(total, rate, bandwidth, max_downtime_s)
     strategy, prediction, reason = _choose(profile, plain, total, rate, bandwidth,

@@ -340,6 +340,11 @@ class ComputeDriver(abc.ABC):
         :raises HypervisorUnavailable, HypervisorCallFailed: it could not be read.
         """
 
+    def resident_memory(self, instance_uuid):
+        """Bytes of the guest's memory its hypervisor process holds (what a first pass
+        sends, untouched pages being zero pages), or None when unknown."""
+        return None
+
     @abc.abstractmethod
     def set_max_downtime(self, instance_uuid, downtime_ms):
         """Change the downtime allowed to the guest's running migration job.

@@ -30,6 +30,10 @@ class SourceFacts(base.MigrationConductorObject):
         # Bytes per second the guest dirtied, measured by libvirt over a few seconds
         # (None: not measured: not asked, not supported, or the measure failed).
         'dirty_rate': fields.IntegerField(nullable=True, default=None),
+        # Bytes of the guest's memory its hypervisor process holds (QEMU's resident
+        # set): what a first pass really sends, pages never touched being zero pages
+        # that cost next to nothing (None: unknown).
+        'memory_resident': fields.IntegerField(nullable=True, default=None),
     }
 
     # The version of each object field sent with each version of this object.
@@ -39,6 +43,7 @@ class SourceFacts(base.MigrationConductorObject):
         super().obj_make_compatible(primitive, target_version)
         if versionutils.convert_version_to_tuple(target_version) < (1, 1):
             primitive.pop('dirty_rate', None)
+            primitive.pop('memory_resident', None)
 
     def legacy(self):
         """The dict an agent of RPC 1.1-1.3 gives and takes (check_destination)."""

@@ -114,3 +114,13 @@ def test_the_comparison_with_what_happened():
     assert result.actual_duration_s == 20.0
     assert result.duration_error == pytest.approx(-0.2)
     assert (result.actual_bytes, result.actual_downtime_ms) == (600 * MIB, 40)
+
+
+def test_only_the_memory_the_guest_holds_is_counted_to_send():
+    """Pages a guest never touched are zero pages: a 512 MiB guest whose QEMU holds
+    200 MiB sends about 200 MiB in its first pass (the budget still counts 512)."""
+    result = forecast.make(_profile(), 'i', 512 * MIB, 0, 32 * MIB, 'the limit',
+                           resident_bytes=200 * MIB)
+    assert result.memory_bytes == 200 * MIB and result.bound_s == 6.25
+    assert result.duration_s == pytest.approx(6.25)
+    assert result.budget_s == 300

@@ -237,6 +237,19 @@ class LibvirtDriver(driver.ComputeDriver):
                 raise
         return detail in (libvirt_host.POSTCOPY, libvirt_host.POSTCOPY_FAILED)
 
+    def resident_memory(self, instance_uuid):
+        dom = self._find(instance_uuid)
+        if dom is None:
+            return None
+        try:
+            stats = self._host.call('read memory statistics', dom.memoryStats)
+        except (libvirt_host.libvirtError, exception.HypervisorUnavailable) as exc:
+            LOG.warning('Instance %s: no memory statistics on host %s (%s)', instance_uuid,
+                        self.host, exc)
+            return None
+        rss = stats.get('rss')
+        return None if rss is None else int(rss) * 1024
+
     def set_max_downtime(self, instance_uuid, downtime_ms):
         dom = self._get(instance_uuid)
         with self._libvirt_errors('set the maximum downtime of', instance_uuid):

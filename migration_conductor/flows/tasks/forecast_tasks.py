@@ -94,8 +94,11 @@ class ForecastMigration(base.MigrationTask):
                 bandwidth = self.conf.migration_profiles.assumed_bandwidth_mib * MIB
                 source = 'assumed'
         dirty_rate = facts.dirty_rate if facts.obj_attr_is_set('dirty_rate') else None
+        resident = (facts.memory_resident if facts.obj_attr_is_set('memory_resident')
+                    else None)
         result = migration_forecast.make(profile, instance_uuid, memory, dirty_rate,
-                                         bandwidth, source, disk_bytes=disk_bytes)
+                                         bandwidth, source, disk_bytes=disk_bytes,
+                                         resident_bytes=resident)
         message = describe(profile, result)
         self.log(migration_uuid, instance_uuid, 'forecast under profile %s: %s',
                  profile.name, message)

@@ -40,7 +40,7 @@ EXPECTED_FINGERPRINTS = {
     'MigrationSpec': '1.1-55f8c9882a710201eef33d87e910f960',
     'ResourceClaim': '1.0-bd773706e27bfc03e92b134120b27317',
     'ResourceClaimList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
-    'SourceFacts': '1.1-a5abc900bf1242d4efcb77fced4455be',
+    'SourceFacts': '1.1-5129738db2d18695c5e780ecc915d2b9',
 }
 
 UUID_M = '11111111-1111-4111-8111-111111111111'
