@@ -7,8 +7,11 @@ milliseconds for this guest) and sends it with the start; the monitor
 :class:`CompletionController`, which decides, next to the job it steers:
 
 - downtime steps: at each step's time, the downtime allowed is raised;
-- ``postcopy-after-first-pass``: once the first pass over memory is done (libvirt's
-  ``memory_iteration`` reaches 2), the job is switched to post-copy;
+- ``postcopy_after_pass`` N: once pre-copy starts pass N + 1 (libvirt's
+  ``memory_iteration`` above N), the job is switched to post-copy: N = 1 for
+  ``postcopy-after-first-pass``, and for a pre-copy the forecast expected to end in
+  ``max_precopy_passes`` passes when post-copy is allowed (the forecast
+  underestimated the guest);
 - the budget: once the job ran for ``budget_s``, ``on_timeout`` is applied: switch to
   post-copy, pause the guest (pre-copy then converges; the destination resumes it), or
   abort (the guest stays here).
@@ -62,15 +65,23 @@ class CompletionController:
             self._check_confirmation(elapsed)
             return
         self._downtime_steps(elapsed)
-        if (self._plan.strategy == fields.Strategy.POSTCOPY_AFTER_FIRST_PASS
-                and (stats.get('iteration') or 0) >= 2):
-            self._switch(elapsed, 'the first pass over memory is done (%s MiB sent)'
-                         % _mib(stats.get('memory_processed')))
+        after = self._postcopy_after_pass()
+        if after and (stats.get('iteration') or 0) > after:
+            self._switch(elapsed, '%s (%s MiB sent)' % (
+                'the first pass over memory is done' if after == 1 else
+                'pre-copy needs more than %d passes' % after,
+                _mib(stats.get('memory_processed'))))
             return
         budget = self._plan.budget_s
         if budget is not None and elapsed >= budget and not self._budget_applied:
             self._budget_applied = True
             self._timeout(elapsed, budget)
+
+    def _postcopy_after_pass(self):
+        if self._plan.postcopy_after_pass:
+            return self._plan.postcopy_after_pass
+        # A plan of a conductor that did not set it: the strategy says.
+        return 1 if self._plan.strategy == fields.Strategy.POSTCOPY_AFTER_FIRST_PASS else 0
 
     def _elapsed(self, stats):
         if stats.get('total_time_ms') is not None:
@@ -143,6 +154,7 @@ class CompletionController:
         else:
             # Not asked again: the budget (if any) decides what happens next.
             self._plan.strategy = fields.Strategy.PRECOPY
+            self._plan.postcopy_after_pass = 0
 
     def _pause(self, elapsed, why):
         try:

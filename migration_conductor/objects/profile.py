@@ -82,6 +82,10 @@ class CompletionPlan(base.MigrationConductorObject):
         'budget_s': fields.FloatField(nullable=True, default=None),
         'on_timeout': fields.CompletionActionField(default=fields.CompletionAction.ABORT),
         'postcopy_allowed': fields.BooleanField(default=False),
+        # Switch to post-copy once pre-copy starts pass N + 1 (0: never): 1 for
+        # post-copy after the first pass, and the profile's max_precopy_passes for a
+        # pre-copy the forecast expected to end sooner (it underestimated).
+        'postcopy_after_pass': fields.IntegerField(default=0),
         # Seconds a switch to post-copy may take to show in the job's statistics
         # before the monitor says it did not happen.
         'postcopy_confirm_s': fields.FloatField(default=10.0),

@@ -59,7 +59,14 @@ def measured_bandwidth(context, source_host, dest_host):
 def completion_plan(profile, forecast, memory_bytes, disk_bytes):
     """The CompletionPlan of a migration under ``profile`` with that forecast."""
     schedule = migration_profiles.downtime_schedule(profile, memory_bytes, disk_bytes)
+    after = 0
+    if forecast.strategy == fields.Strategy.POSTCOPY_AFTER_FIRST_PASS:
+        after = 1
+    elif (forecast.strategy == fields.Strategy.PRECOPY and profile.postcopy_allowed
+          and profile.max_precopy_passes):
+        after = profile.max_precopy_passes
     return objects.CompletionPlan(
+        postcopy_after_pass=after,
         profile=profile.name, strategy=forecast.strategy,
         downtime_at_s=[at for at, _ms in schedule],
         downtime_ms=[ms for _at, ms in schedule],

