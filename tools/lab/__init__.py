@@ -231,6 +231,10 @@ class Lab:
     def console_path(self, name):
         return self.config.console_path(name)
 
+    def panic_guest(self, name):
+        """Make guest name's kernel panic where it runs; returns that host's name."""
+        return lab_guests.panic_guest(self.config, self.running_hosts(), name)
+
     def integrity(self, name):
         """(latest verdict of guest name's memory checks, whether any ever failed)."""
         return consoles.integrity(self.config.console_path(name))

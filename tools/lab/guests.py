@@ -52,8 +52,11 @@ class GuestInfo:
 
 
 def kernel_cmdline(touch_mib, dirty_pps, beat_hz=1, frozen_mib=16):
-    return ('console=ttyS0 panic=-1 quiet mc.touch_mib=%d mc.dirty_pps=%d mc.beat_hz=%d '
-            'mc.frozen_mib=%d' % (touch_mib, dirty_pps, beat_hz, frozen_mib))
+    # NOTE: unknown_nmi_panic=1 makes an NMI (Lab.panic_guest) panic the kernel: the
+    # lab's way to kill a guest from outside, as a real crash would.
+    return ('console=ttyS0 panic=-1 unknown_nmi_panic=1 quiet mc.touch_mib=%d '
+            'mc.dirty_pps=%d mc.beat_hz=%d mc.frozen_mib=%d'
+            % (touch_mib, dirty_pps, beat_hz, frozen_mib))
 
 
 # The namespace of migration-conductor's element in a domain's <metadata> (the agent
@@ -110,6 +113,9 @@ def domain_xml(config, name, uuid, memory_mib, touch_mib, dirty_pps, disk_path=N
     ET.SubElement(serial, 'target', port='0')
     ET.SubElement(devices, 'controller', type='usb', model='none')
     ET.SubElement(devices, 'memballoon', model='none')
+    # pvpanic: a panicking kernel tells QEMU, which tells libvirt (a crash event).
+    panic = ET.SubElement(devices, 'panic', model='isa')
+    ET.SubElement(panic, 'address', type='isa', iobase='0x505')
     return ET.tostring(dom, encoding='unicode')
 
 
@@ -306,6 +312,24 @@ def _remove(conn, dom):
             conn.call('%s guest %s' % (what, dom.name()), fn, error=errors.GuestError)
         except errors.LabError as exc:
             LOG.warning('%s', exc)
+
+
+def panic_guest(config, running_hosts, name):
+    """Make guest ``name``'s kernel panic now (an NMI; see kernel_cmdline).
+
+    :returns: the host it ran on. :raises GuestError: it runs nowhere.
+    """
+    for host in running_hosts:
+        with _connect(config, host) as conn:
+            dom = conn.find_domain(name)
+            if dom is None or not dom.isActive():
+                continue
+            conn.call('inject an NMI into guest %s' % name, dom.injectNMI, 0,
+                      error=errors.GuestError)
+            LOG.info('guest %s on host %s: NMI injected (its kernel panics)', name,
+                     host.name)
+            return host.name
+    raise errors.GuestError('guest %s runs on no host: nothing to panic' % name)
 
 
 def stop_guest(config, running_hosts, name):
