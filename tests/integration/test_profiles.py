@@ -122,6 +122,23 @@ def test_a_profile_that_cannot_be_met_is_refused_before_anything_moves(lab, clou
         _keeps_beating(the_lab, 'prf-strict', source.name, seconds=3)
 
 
+def test_a_guest_that_panics_on_arrival_ends_in_error_not_completed(lab, cloud):
+    the_lab, (source, dest) = lab
+    with live._known_guest(the_lab, cloud, 'prf-panic', source.name, memory_mib=256,
+                           touch_mib=32, dirty_pps=0) as g:
+        # pause-on-budget watches an arrived guest for 3 s.
+        migration_uuid = _move(cloud, g.uuid, dest.name, 'pause-on-budget')
+        int_conftest.eventually(
+            lambda: int_conftest.migration_status(cloud.db_url, migration_uuid),
+            lambda status: status == 'completing', timeout=120, interval=0.05)
+        # The fault lands in the settle period: the guest runs on the destination.
+        assert the_lab.panic_guest('prf-panic') == dest.name
+        migration = cloud.wait_migration(migration_uuid, timeout=60)
+        assert migration['status'] == 'error'
+        assert 'guest_died' in migration['error']
+        assert 'crashed or panicked' in migration['error']
+
+
 def _qemu_pid(the_lab, host, name):
     path = os.path.join(the_lab.config.private_dir(host, '/run'), 'libvirt', 'qemu',
                         '%s.pid' % name)
