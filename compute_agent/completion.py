@@ -61,6 +61,10 @@ class CompletionController:
         if stats.get('postcopy'):
             self._confirmed(elapsed)
             return
+        if self.in_postcopy or self._job.postcopy:
+            # Past the switch (an operator's force-complete, say). A post-copy whose
+            # stream broke shows as not in post-copy while it is resumed: nothing to do.
+            return
         if self._postcopy_asked_at is not None:
             self._check_confirmation(elapsed)
             return
@@ -136,6 +140,8 @@ class CompletionController:
         if self.in_postcopy:
             return
         self.in_postcopy = True
+        if self._job.postcopy:
+            return      # an operator's force-complete switched it, and that was reported
         self._job.postcopy = True
         self._event(Kind.POSTCOPY_STARTED, elapsed, 'the job runs in post-copy (seen in '
                     'its statistics%s): the destination runs the guest from now on'

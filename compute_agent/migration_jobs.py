@@ -46,6 +46,16 @@ START_POLL_FIRST = 0.005
 # Seconds before each attempt to resume a post-copy whose job failed (its stream
 # broke): about half a minute in all, the longest a network blip is waited for.
 POSTCOPY_RESUME_WAITS = (1, 2, 4, 8, 15)
+# Seconds a resumed post-copy may move no memory before the attempt is given up.
+# NOTE: on the lab (TCG) a resume can hang for ever: the destination QEMU's vCPU waits,
+# holding QEMU's big lock, for a page only the resumed stream would bring, so its
+# monitor never answers the query libvirt's resume makes (gdb: the vCPU thread in a
+# page walk under do_interrupt_all, the main loop waiting for the lock, libvirtd's
+# Prepare in query-migrate, the source's Perform waiting for it). The job's
+# statistics stay readable on the shared connection, and show no byte moving.
+POSTCOPY_RESUME_STALL_S = 30.0
+# Seconds between two readings of a resumed job's statistics.
+POSTCOPY_RESUME_POLL_S = 1.0
 START_POLL_MAX = 0.05
 
 
@@ -228,8 +238,7 @@ class MigrationJobs:
                               level=logging.WARNING)
             time.sleep(wait)
             try:
-                self._driver.resume_postcopy(job.instance_uuid, spec.dest_uri,
-                                             spec.migrate_uri, spec.options.to_driver())
+                self._resume_watched(job, spec)
             except exception.PostcopyUnrecoverable as exc:
                 LOG.error('Migration %s instance %s: the post-copy from host %s cannot '
                           'be resumed: %s', *ids, exc)
@@ -242,6 +251,48 @@ class MigrationJobs:
                               'completed' % attempt)
             return None
         return last
+
+    def _resume_watched(self, job, spec):
+        """One attempt to resume the post-copy of ``job``; returns once it completed.
+
+        The resume's ``migrateToURI3`` runs in a thread of its own and is watched from
+        here: an attempt whose job moves no memory for :data:`POSTCOPY_RESUME_STALL_S`
+        seconds is given up (its thread is left blocked in libvirt; the source's copy
+        stays paused).
+
+        :raises PostcopyUnrecoverable: the destination has nothing to resume, or the
+            resume stalled.
+        :raises: whatever else the attempt raised (the next one may succeed).
+        """
+        outcome = {}
+        finished = threading.Event()
+
+        def resume():
+            try:
+                self._driver.resume_postcopy(job.instance_uuid, spec.dest_uri,
+                                             spec.migrate_uri, spec.options.to_driver())
+            except Exception as exc:  # handed to the watching thread
+                outcome['error'] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=resume, daemon=True,
+                         name='resume-%s' % job.migration_uuid).start()
+        moved, since = None, time.monotonic()
+        while not finished.wait(POSTCOPY_RESUME_POLL_S):
+            stats = self._stats_or_none(job, 'the resume goes on')
+            if stats is None:
+                continue
+            if stats.get('memory_processed') != moved:
+                moved, since = stats.get('memory_processed'), time.monotonic()
+            elif time.monotonic() - since >= POSTCOPY_RESUME_STALL_S:
+                raise exception.PostcopyUnrecoverable(
+                    instance_uuid=job.instance_uuid, host=self.host,
+                    reason='the resumed job moved no memory in %d s (the destination\'s '
+                           'QEMU does not answer); its copy on host %s stays paused'
+                           % (POSTCOPY_RESUME_STALL_S, self.host))
+        if 'error' in outcome:
+            raise outcome['error']
 
     def _failed_in_postcopy(self, job):
         """Whether the failed job had switched to post-copy (then the copy here is

@@ -7,8 +7,9 @@ of ``tests/migration-profiles.yaml``: post-copy after the first pass and a pause
 the budget runs out both complete with the guest still beating on the destination; an
 abort when the budget runs out leaves it beating on the source; a profile allowing
 neither post-copy nor a pause is refused before anything moves, from the dirty rate
-libvirt measured; and a destination QEMU killed in post-copy ends the migration in
-``error``, the source copy paused and never resumed, the guest running nowhere.
+libvirt measured; a destination QEMU killed in post-copy ends the migration in
+``error``, the source copy paused and never resumed, the guest running nowhere; and a
+lighter guest whose post-copy stream is cut is resumed and arrives intact.
 
 One lab and one deployment (RabbitMQ, MariaDB) serve the module; each test starts its
 own guest and removes it. Under TCG a busy guest costs a core: one at a time.
@@ -16,6 +17,7 @@ own guest and removes it. Under TCG a busy guest costs a core: one at a time.
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -163,6 +165,73 @@ def _in_postcopy_on(the_lab, host, uuid, timeout=120):
             time.sleep(0.05)
     finally:
         conn.close()
+
+
+def _state_on(the_lab, host, uuid):
+    import libvirt
+    conn = the_lab.open(host)
+    try:
+        return tuple(conn.lookupByUUIDString(uuid).state())
+    except libvirt.libvirtError:
+        return None
+    finally:
+        conn.close()
+
+
+# A guest whose pages the lab's vCPU has all at hand during a cut (see the test below).
+LIGHT = dict(memory_mib=512, touch_mib=200, dirty_pps=20)
+# Seconds from the switch to post-copy to the cut: the destination has pulled the pages
+# its vCPU keeps touching (cut at once, a resume hung on the lab, 1 run of 1).
+WORKING_SET_S = 1.5
+
+
+def test_a_post_copy_whose_stream_is_cut_is_resumed_and_completes(lab, cloud):
+    """The migration stream is cut (both sockets destroyed) while the job runs in
+    post-copy: both QEMUs pause, the source agent resumes the job with libvirt's
+    post-copy resume, and the guest arrives intact.
+
+    NOTE: a guest that dirties little, cut once the destination has the pages it keeps
+    touching. Otherwise the resume hangs on the lab: the TCG vCPU waits, holding
+    QEMU's big lock, for a page that only the resumed stream would bring, so the
+    destination's monitor never answers libvirt's resume (gdb; the agent gives such an
+    attempt up after POSTCOPY_RESUME_STALL_S and the migration ends in error). The
+    switch is an operator's force-complete early in the first pass, so that most
+    memory is still to send.
+    """
+    import libvirt
+    the_lab, (source, dest) = lab
+    with live._known_guest(the_lab, cloud, 'prf-resume', source.name, **LIGHT) as g:
+        migration_uuid = _move(cloud, g.uuid, dest.name, 'postcopy-first-pass')
+        int_conftest.eventually(
+            lambda: cloud.migctl('migration', 'show', migration_uuid),
+            lambda m: m['status'] == 'running' and (m['memory_processed'] or 0) > 0,
+            timeout=60, interval=0.2)
+        finished = {}
+        forcing = threading.Thread(target=lambda: finished.update(result=cloud.migctl(
+            'migration', 'force-complete', migration_uuid, '--mode', 'postcopy',
+            check=False, timeout=240)))
+        forcing.start()
+        _in_postcopy_on(the_lab, source, g.uuid)
+        # The destination pulls the pages the guest needs at once; cut once it has.
+        time.sleep(WORKING_SET_S)
+        # The fault lands in post-copy: the stream's sockets are destroyed while the
+        # source still holds memory the destination lacks, and both sides say so.
+        assert _state_on(the_lab, source.name, g.uuid) == (
+            libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY)
+        assert the_lab.cut_migration_streams(dest.name) >= 1
+        failed = (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+        int_conftest.eventually(lambda: _state_on(the_lab, source.name, g.uuid),
+                                lambda state: state == failed, timeout=10,
+                                interval=0.05)
+        forcing.join(240)
+        result = finished['result']
+        assert result.returncode == 0, result.stderr
+        migration = cloud.migctl('migration', 'show', migration_uuid)
+        assert migration['status'] == 'completed', migration['error']
+        kinds = _kinds(migration)
+        assert kinds.index('postcopy-started') < kinds.index('postcopy-interrupted')
+        assert kinds.index('postcopy-interrupted') < kinds.index('postcopy-recovered')
+        _keeps_beating(the_lab, 'prf-resume', dest.name)
 
 
 def test_a_destination_qemu_killed_in_post_copy_loses_the_guest_and_says_so(lab, cloud):

@@ -75,6 +75,11 @@ def migration_params(migrate_uri, options):
         params[libvirt_host.PARAM_URI] = migrate_uri
     if options['bandwidth_mib']:
         params[libvirt_host.PARAM_BANDWIDTH] = int(options['bandwidth_mib'])
+        if options['postcopy'] or options['postcopy_resume']:
+            # NOTE: libvirt's bandwidth limit binds pre-copy only; without this one a
+            # post-copy sends the rest as fast as the link goes (the lab: 350 MB in
+            # 1 s after the switch on a 32 MiB/s limit). Both are MiB/s.
+            params[libvirt_host.PARAM_BANDWIDTH_POSTCOPY] = int(options['bandwidth_mib'])
     if options['listen_address']:
         params[libvirt_host.PARAM_LISTEN_ADDRESS] = options['listen_address']
     if options['block_migration'] and options['migrate_disks'] is not None:

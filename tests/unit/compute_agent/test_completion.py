@@ -138,3 +138,18 @@ def test_a_pre_copy_that_takes_more_passes_than_allowed_switches_to_post_copy():
     plain, plain_jobs = _controller(strategy='precopy', postcopy_allowed=True)
     plain.step(_stats(6, iteration=5))
     assert plain_jobs._driver.calls == []
+
+
+def test_nothing_is_asked_of_a_job_an_operator_already_switched_to_post_copy():
+    """A force-complete switched the job; its stream then broke, so the statistics no
+    longer say post-copy while the agent resumes it: the plan asks for no switch, no
+    pause and no abort, whatever the pass or the budget."""
+    controller, jobs = _controller(strategy='postcopy-after-first-pass',
+                                   postcopy_allowed=True, budget_s=10,
+                                   on_timeout='abort')
+    controller._job.postcopy = True
+    controller.step(_stats(2, iteration=1, postcopy=True))
+    for elapsed, iteration in ((3, 2), (12, 3), (100, 4)):
+        controller.step(_stats(elapsed, iteration=iteration))
+    # Nor is the switch reported twice (the force-complete reported it).
+    assert jobs._driver.calls == [] and jobs.events == []

@@ -134,3 +134,71 @@ def test_a_job_failing_after_the_switch_to_post_copy_says_so(postcopy, monkeypat
     assert (job.state, job.postcopy) == ('failed', postcopy)
     assert ('after the switch to post-copy' in job.error) is postcopy
     assert ('nothing to resume' in job.error) is postcopy
+
+
+class ResumingDriver(FakeDriver):
+    """A post-copy whose stream broke; its resume blocks until the test lets it end,
+    the job's statistics showing ``step`` more bytes moved at each reading."""
+
+    def __init__(self, step):
+        super().__init__(active_from=1, fail=exception.MigrationJobFailed(
+            instance_uuid=INSTANCE, host='src-host', reason='stream cut'), postcopy=True)
+        self.step = step
+        self.moved = 0
+        self.resuming = threading.Event()
+        self.resume_done = threading.Event()
+
+    def resume_postcopy(self, instance_uuid, dest_uri, migrate_uri, options):
+        self.resuming.set()
+        self.resume_done.wait(10)
+
+    def get_job_stats(self, instance_uuid):
+        if not self.resuming.is_set():
+            return super().get_job_stats(instance_uuid)
+        self.moved += self.step
+        return dict(virt_driver.empty_job_stats('unbounded'), memory_processed=self.moved)
+
+
+def _resume_ending(driver, monkeypatch, release_after=None):
+    """Start a job that fails in post-copy; return (its report, seconds to it)."""
+    monkeypatch.setattr(migration_jobs, 'POSTCOPY_RESUME_WAITS', (0,))
+    monkeypatch.setattr(migration_jobs, 'POSTCOPY_RESUME_STALL_S', 0.5)
+    monkeypatch.setattr(migration_jobs, 'POSTCOPY_RESUME_POLL_S', 0.05)
+    ended = threading.Event()
+    reports = []
+    reporter = type('Reporter', (), {
+        'progress': lambda self, job: None, 'event': lambda self, event: None,
+        'ended': lambda self, job: (reports.append(job), ended.set())})()
+    jobs = migration_jobs.MigrationJobs('src-host', driver, 5, reporter=reporter)
+    spec = objects.MigrationSpec(
+        migration_uuid=MIGRATION, instance_uuid=INSTANCE, dest_host='dest',
+        dest_uri='qemu+tcp://dest/system', migrate_uri='tcp://127.0.0.1',
+        options=objects.MigrationOptions(), report_interval=60)
+    began = time.monotonic()
+    try:
+        jobs.start(spec)    # answers once the job failed, or runs again (the resume)
+    except exception.MigrationJobFailed:
+        pass
+    if release_after is not None:
+        threading.Timer(release_after, driver.resume_done.set).start()
+    assert ended.wait(5)
+    return reports[0], time.monotonic() - began
+
+
+def test_a_resume_that_moves_no_memory_is_given_up_after_the_stall_bound(monkeypatch):
+    driver = ResumingDriver(step=0)
+    try:
+        job, took = _resume_ending(driver, monkeypatch)
+    finally:
+        driver.resume_done.set()
+    assert driver.resuming.is_set()             # the resume call was in flight
+    assert job.state == 'failed'
+    assert 'moved no memory' in job.error and 'stays paused' in job.error
+    assert 0.5 <= took < 3
+
+
+def test_a_slow_resume_that_moves_memory_is_waited_for(monkeypatch):
+    driver = ResumingDriver(step=4096)
+    job, took = _resume_ending(driver, monkeypatch, release_after=1.5)
+    assert job.state == 'completed', job.error
+    assert took >= 1.5                          # well past the 0.5 s stall bound

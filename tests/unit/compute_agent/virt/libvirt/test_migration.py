@@ -100,10 +100,19 @@ def test_flags_and_params_follow_the_options():
     assert migration.migration_params(None, some) == {
         libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ['vdb']}
     assert migration.migration_params(None, dict(some, block_migration=False)) == {}
+    # Post-copy permitted: the bandwidth limit binds its post-copy phase too.
     assert migration.migration_params('tcp://127.0.0.1', options) == {
         libvirt.VIR_MIGRATE_PARAM_URI: 'tcp://127.0.0.1',
         libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 32,
+        libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY: 32,
         libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: '127.0.0.1'}
+    precopy = dict(options, postcopy=False)
+    assert migration.migration_params(None, precopy) == {
+        libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 32,
+        libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: '127.0.0.1'}
+    resume = dict(precopy, postcopy_resume=True)
+    assert migration.migration_params(None, resume)[
+        libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] == 32
 
 
 def test_running_stats_are_converted():
