@@ -30,6 +30,7 @@ from tools.lab import hosts as lab_hosts
 from tools.lab import install as lab_install
 from tools.lab import processes
 from tools.lab import state as lab_state
+from tools.lab import streams
 from tools.lab import virt
 from tools.lab.errors import GuestError
 from tools.lab.errors import HostError
@@ -234,6 +235,12 @@ class Lab:
     def panic_guest(self, name):
         """Make guest name's kernel panic where it runs; returns that host's name."""
         return lab_guests.panic_guest(self.config, self.running_hosts(), name)
+
+    def cut_migration_streams(self, host):
+        """Destroy every migration stream into ``host`` (name or LabHost), as a
+        broken link would; returns how many socket ends were destroyed."""
+        host_name = host.name if isinstance(host, LabHost) else host
+        return streams.cut_incoming(self.host(host_name))
 
     def integrity(self, name):
         """(latest verdict of guest name's memory checks, whether any ever failed)."""

@@ -30,7 +30,8 @@ from tools.lab import initramfs
 LOG = logging.getLogger(__name__)
 
 DEB_PACKAGES = ('libvirt-daemon', 'libvirt-daemon-driver-qemu', 'libvirt-clients',
-                'qemu-system-x86', 'qemu-utils', 'gcc', 'libc6-dev')
+                'qemu-system-x86', 'qemu-utils', 'gcc', 'libc6-dev',
+                'iproute2')  # ss: tools.lab.streams
 KERNEL_META_PACKAGE = 'linux-image-cloud-amd64'
 QEMU_USER = 'libvirt-qemu'
 INIT_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'guest', 'init.c')
