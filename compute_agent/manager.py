@@ -38,6 +38,8 @@ LOG = logging.getLogger(__name__)
 # (RPC 1.5).
 SERVICE_VERSION = 5
 
+# Seconds the QEMU guest agent of an arrived guest has to answer its ping.
+GUEST_AGENT_PING_TIMEOUT = 5
 # Seconds between two reads of an arrived guest's state during its settle period.
 SETTLE_POLL = 0.25
 
@@ -306,11 +308,30 @@ class AgentManager:
                     instance_uuid=instance_uuid, host=self.host, after=elapsed,
                     state=state or 'not defined any more')
             if elapsed >= seconds:
+                self._ping_guest_agent(migration_uuid, instance_uuid, elapsed)
                 LOG.info('Migration %s instance %s: the guest kept running on %s for '
                          'the settle period (%.1f s)', migration_uuid, instance_uuid,
                          self.host, seconds)
                 return
             time.sleep(min(SETTLE_POLL, seconds - elapsed))
+
+    def _ping_guest_agent(self, migration_uuid, instance_uuid, elapsed):
+        """At the end of the settle period, a guest with a QEMU guest agent must
+        answer its ping (a guest whose kernel hangs still shows as running)."""
+        answered = self.driver.ping_guest_agent(instance_uuid, GUEST_AGENT_PING_TIMEOUT)
+        if answered is None:
+            LOG.debug('Migration %s instance %s: no guest agent to ping on %s',
+                      migration_uuid, instance_uuid, self.host)
+            return
+        if not answered:
+            LOG.error('Migration %s instance %s: the guest\'s agent did not answer a ping '
+                      'on %s %.1f s after the switch-over: it did not arrive alive',
+                      migration_uuid, instance_uuid, self.host, elapsed)
+            raise exception.GuestDiedAfterSwitchOver(
+                instance_uuid=instance_uuid, host=self.host, after=elapsed,
+                state='its QEMU guest agent does not answer')
+        LOG.info('Migration %s instance %s: the guest\'s agent answered a ping on %s',
+                 migration_uuid, instance_uuid, self.host)
 
     @expected
     def cleanup_source(self, context, migration_uuid, instance_uuid, disks=None):

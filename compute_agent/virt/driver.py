@@ -340,6 +340,14 @@ class ComputeDriver(abc.ABC):
         :raises HypervisorUnavailable, HypervisorCallFailed: it could not be read.
         """
 
+    def ping_guest_agent(self, instance_uuid, timeout):
+        """Ping the guest's QEMU guest agent, waiting at most ``timeout`` seconds.
+
+        :returns: True (it answered), False (the guest has a connected agent that did
+            not answer, or the guest is gone), None (no agent to ask).
+        """
+        return None
+
     def resident_memory(self, instance_uuid):
         """Bytes of the guest's memory its hypervisor process holds (what a first pass
         sends, untouched pages being zero pages), or None when unknown."""

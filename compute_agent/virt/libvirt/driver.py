@@ -237,6 +237,21 @@ class LibvirtDriver(driver.ComputeDriver):
                 raise
         return detail in (libvirt_host.POSTCOPY, libvirt_host.POSTCOPY_FAILED)
 
+    def ping_guest_agent(self, instance_uuid, timeout):
+        dom = self._find(instance_uuid)
+        if dom is None:
+            return False
+        with self._libvirt_errors('read the definition of', instance_uuid):
+            if not self._host.guest_agent_connected(dom):
+                return None
+        try:
+            self._host.ping_guest_agent(dom, timeout)
+        except (libvirt_host.libvirtError, exception.HypervisorUnavailable) as exc:
+            LOG.warning('Instance %s: its guest agent on host %s did not answer a ping '
+                        '(%s)', instance_uuid, self.host, exc)
+            return False
+        return True
+
     def resident_memory(self, instance_uuid):
         dom = self._find(instance_uuid)
         if dom is None:

@@ -31,6 +31,7 @@ import threading
 from xml.etree import ElementTree
 
 import libvirt
+import libvirt_qemu
 
 from migration_conductor import exception
 
@@ -41,6 +42,10 @@ libvirtError = libvirt.libvirtError
 # The namespace of the project's element in a domain's <metadata>.
 METADATA_NAMESPACE = 'http://migration-conductor.org/xmlns/instance/1.0'
 CALL_TIMEOUT = 30  # seconds a bounded libvirt call may take before the agent gives up
+# The virtio-serial channel of the QEMU guest agent; libvirt says whether the guest
+# opened it (state "connected").
+GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0'
+GUEST_PING = '{"execute": "guest-ping"}'
 # CPU verdicts kept per connection (one per source CPU description seen); the oldest
 # is dropped beyond.
 CPU_COMPARISONS_KEPT = 64
@@ -395,6 +400,23 @@ class Host:
         if 'error' in box:
             raise box['error']
         return box.get('value')
+
+    def guest_agent_connected(self, dom):
+        """Whether the domain has a QEMU guest agent channel that its guest opened."""
+        xml = self.call('read the definition', dom.XMLDesc, 0)
+        for target in ElementTree.fromstring(xml).iterfind('./devices/channel/target'):
+            if (target.get('type'), target.get('name')) == ('virtio', GUEST_AGENT_CHANNEL):
+                return target.get('state') == 'connected'
+        return False
+
+    def ping_guest_agent(self, dom, timeout):
+        """Ask the guest's agent for a ``guest-ping``; waits at most ``timeout`` s.
+
+        :raises libvirtError: the agent did not answer (libvirt's own timeout), or
+            libvirt failed. :raises HypervisorUnavailable: libvirt did not answer.
+        """
+        self.call('ping the guest agent', libvirt_qemu.qemuAgentCommand, dom, GUEST_PING,
+                  int(timeout), 0, timeout=timeout + 5)
 
     def find_domain(self, uuid, conn=None):
         """Return the virDomain with that UUID, or None when it is not defined here.

@@ -212,3 +212,36 @@ def test_libvirt_refusing_shared_disks_names_the_option_that_decides(host):
         migration.migrate(host, unsafe, 'src', 'uuid-1', 'qemu+tcp://d/system', None, {})
     assert 'Migration without shared storage is unsafe' in str(info.value)
     assert '[libvirt] trust_shared_pools = true' in str(info.value)
+
+
+AGENT_XML = """<domain type='qemu'><devices>
+  <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'
+   state='%s'/></channel>
+  <serial type='file'><target port='0'/></serial>
+</devices></domain>"""
+
+
+class FakeAgentDomain:
+    def __init__(self, xml):
+        self.xml = xml
+
+    def XMLDesc(self, flags=0):
+        return self.xml
+
+
+@pytest.mark.parametrize('xml, connected', [
+    (AGENT_XML % 'connected', True),
+    (AGENT_XML % 'disconnected', False),      # the guest never opened its port
+    ("<domain><devices><serial type='file'/></devices></domain>", False),
+])
+def test_a_guest_agent_counts_once_the_guest_opened_its_channel(host, xml, connected):
+    assert host.guest_agent_connected(FakeAgentDomain(xml)) is connected
+
+
+def test_the_guest_agent_ping_is_a_bounded_guest_ping(host, monkeypatch):
+    sent = []
+    monkeypatch.setattr(libvirt_host.libvirt_qemu, 'qemuAgentCommand',
+                        lambda dom, command, timeout, flags: sent.append(
+                            (command, timeout)) or '{"return": {}}')
+    host.ping_guest_agent(FakeAgentDomain(''), 5)
+    assert sent == [('{"execute": "guest-ping"}', 5)]
