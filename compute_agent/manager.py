@@ -265,12 +265,21 @@ class AgentManager:
             panics or stops in that window did not arrive alive.
         :returns: DestinationFinish, with the completed job's statistics.
         :raises InstanceStateConflict: the guest is not here or does not run.
-        :raises GuestDiedAfterSwitchOver: it stopped running within the settle period.
+        :raises GuestDiedAfterSwitchOver: it stopped running within the settle period
+            (GuestDeadOnArrival: it was shut off or crashed already).
         """
         state = self.driver.find_instance(instance_uuid)
         if state == fields.PowerState.PAUSED:
             self.driver.resume_instance(instance_uuid)
             state = self.driver.find_instance(instance_uuid)
+        if state in (fields.PowerState.SHUTOFF, fields.PowerState.CRASHED):
+            # NOTE: the incoming domain ran (the job completed) and stopped since: a
+            # guest that panicked at once (pvpanic: shut off or crashed).
+            LOG.error('Migration %s instance %s: the guest is %s on %s right after the '
+                      'switch-over: it did not arrive alive', migration_uuid,
+                      instance_uuid, state, self.host)
+            raise exception.GuestDeadOnArrival(instance_uuid=instance_uuid,
+                                               host=self.host, state=state)
         if state != fields.PowerState.RUNNING:
             raise exception.InstanceStateConflict(
                 instance_uuid=instance_uuid,

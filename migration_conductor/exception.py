@@ -106,6 +106,12 @@ class GuestDiedAfterSwitchOver(InstanceStateConflict):
     code = 'guest_died'
 
 
+class GuestDeadOnArrival(GuestDiedAfterSwitchOver):
+    msg_fmt = ('Instance %(instance_uuid)s is %(state)s on %(host)s right after the '
+               'switch-over, before its settle period: it crashed or panicked there '
+               '(dead on arrival).')
+
+
 class InsufficientResources(Conflict):
     msg_fmt = ('Host %(host)s cannot take instance %(instance_uuid)s: %(resource)s '
                'requested %(requested)s, free %(free)s.')

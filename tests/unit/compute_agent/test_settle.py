@@ -1,6 +1,7 @@
 """The destination's settle watch: an arrived guest must keep running, and answer its
 QEMU guest agent's ping when it has one, before the migration is confirmed."""
 
+from oslo_messaging.rpc import dispatcher
 import pytest
 
 from compute_agent import manager
@@ -60,3 +61,18 @@ def test_no_settle_period_asks_nothing(arrived):
     pings['answer'] = False
     agent._settle(MIGRATION, uuid, 0)
     assert pings['asked'] == 0
+
+
+@pytest.mark.parametrize('state', ['shutoff', 'crashed'])
+def test_a_guest_already_stopped_at_the_finish_is_dead_on_arrival(make_host,  # noqa: F811
+                                                                   state):
+    driver = make_host()
+    uuid = driver.add_domain('g', power_state=state)
+    with pytest.raises(dispatcher.ExpectedException) as expected:
+        manager.AgentManager.finish_on_destination(Agent(driver), None, MIGRATION, uuid,
+                                                   settle_s=3)
+    info = expected.value.exc_info[1]
+    assert isinstance(info, exception.GuestDeadOnArrival)
+    assert info.code == 'guest_died'
+    assert 'is %s on %s right after the switch-over' % (state, driver.host) in str(
+        info)
