@@ -142,6 +142,11 @@ class Conductor:
             'forecast_job_s': None if forecast is None else forecast.actual_duration_s,
             'dirty_rate_measured': None if forecast is None else forecast.dirty_rate,
             'events': [(e.kind, e.job_elapsed_s) for e in migration.events or []],
+            # Every figure of the forecast, inputs included (what the unit tests of
+            # the forecast replay: tests/unit/data/lab_forecasts.json).
+            'forecast': None if forecast is None else {
+                key: getattr(forecast, key) for key in forecast.fields
+                if forecast.obj_attr_is_set(key)},
         }
 
     def stop(self):
@@ -200,7 +205,7 @@ def plain_libvirt(the_lab, source, dest, uuid, args):
                   'downtime_ms': None, 'bytes': last.get('memory_processed'),
                   'memory_total': last.get('memory_total'), 'strategy': 'precopy',
                   'forecast_s': None, 'forecast_job_s': None,
-                  'dirty_rate_measured': None, 'events': []}
+                  'dirty_rate_measured': None, 'events': [], 'forecast': None}
         if outcome.get('ok'):
             stats = dst.lookupByUUIDString(uuid).jobStats(
                 libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED
