@@ -26,4 +26,5 @@ def load_driver(conf, host, uri=None):
                   if uri == conf.libvirt.connection_uri else None)
     return libvirt_driver.LibvirtDriver(
         host, uri, connect_timeout=conf.libvirt.connect_timeout,
-        advertised_uri=advertised, trust_shared_pools=conf.libvirt.trust_shared_pools)
+        advertised_uri=advertised, trust_shared_pools=conf.libvirt.trust_shared_pools,
+        limit_postcopy_bandwidth=conf.libvirt.limit_postcopy_bandwidth)

@@ -171,11 +171,13 @@ class Deployment:
     :param conductor_opts: more ``[conductor]`` options (lines of ``name = value``).
     :param default_profile: the conductor's default migration profile, among those of
         ``tests/migration-profiles.yaml`` (pre-copy only unless a test says).
+    :param libvirt_opts: more ``[libvirt]`` options of the agents (lines).
     """
 
     def __init__(self, hosts, work, heartbeat=2, conductor_opts='',
-                 default_profile='precopy-only'):
+                 default_profile='precopy-only', libvirt_opts=''):
         self.hosts = hosts
+        self.libvirt_opts = libvirt_opts
         self.work = work
         self.processes = {}
         suffix = uuid.uuid4().hex[:8]
@@ -223,7 +225,7 @@ class Deployment:
             self.common.replace('[DEFAULT]\n', '[DEFAULT]\nhost = %s\n' % host.name) +
             '[libvirt]\nconnection_uri = %s\n'
             # The lab's mc-shared is one directory on a local file system.
-            'trust_shared_pools = true\n' % host.uri)
+            'trust_shared_pools = true\n%s' % (host.uri, self.libvirt_opts))
         self._spawn(host.name, 'migration-compute-agent', agent_conf,
                     wait_for='registered with the conductor')
 

@@ -40,7 +40,9 @@ def cloud(lab, tmp_path_factory, mariadb_url):
     _lab, hosts = lab
     deployment = int_conftest.Deployment(
         hosts, tmp_path_factory.mktemp('profiles'),
-        conductor_opts='monitor_interval = 0.5\nbandwidth_mib = %d\n' % BANDWIDTH_MIB)
+        conductor_opts='monitor_interval = 0.5\nbandwidth_mib = %d\n' % BANDWIDTH_MIB,
+        # Post-copy held to the limit too: the stream-cut test needs it to last.
+        libvirt_opts='limit_postcopy_bandwidth = true\n')
     try:
         deployment.start(mariadb_url)
         yield deployment

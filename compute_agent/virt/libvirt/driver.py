@@ -35,8 +35,12 @@ class LibvirtDriver(driver.ComputeDriver):
     """Drives the libvirtd at ``uri``; ``advertised_uri`` is how other hosts reach it."""
 
     def __init__(self, host, uri, connect_timeout=10, advertised_uri=None,
-                 open_connection=None, trust_shared_pools=False):
-        """:param trust_shared_pools: see the option ``[libvirt] trust_shared_pools``."""
+                 open_connection=None, trust_shared_pools=False,
+                 limit_postcopy_bandwidth=False):
+        """:param trust_shared_pools: see the option ``[libvirt] trust_shared_pools``.
+        :param limit_postcopy_bandwidth: see ``[libvirt] limit_postcopy_bandwidth``.
+        """
+        self._limit_postcopy_bandwidth = limit_postcopy_bandwidth
         super().__init__(host)
         self._trust_shared_pools = trust_shared_pools
         self._host = libvirt_host.Host(uri, connect_timeout=connect_timeout,
@@ -206,7 +210,8 @@ class LibvirtDriver(driver.ComputeDriver):
             dom = self._get(instance_uuid, conn)
             migration.migrate(self._host, dom, self.host, instance_uuid, dest_uri,
                               migrate_uri, options,
-                              trust_shared_pools=self._trust_shared_pools)
+                              trust_shared_pools=self._trust_shared_pools,
+                              limit_postcopy=self._limit_postcopy_bandwidth)
 
     def get_job_stats(self, instance_uuid):
         dom = self._find(instance_uuid)

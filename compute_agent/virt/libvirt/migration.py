@@ -68,14 +68,18 @@ def migration_flags(options, trust_shared_pools=False):
     return flags
 
 
-def migration_params(migrate_uri, options):
-    """The typed parameters of ``migrateToURI3``."""
+def migration_params(migrate_uri, options, limit_postcopy=False):
+    """The typed parameters of ``migrateToURI3``.
+
+    :param limit_postcopy: hold post-copy to the bandwidth limit too (see the option
+        ``[libvirt] limit_postcopy_bandwidth``).
+    """
     params = {}
     if migrate_uri:
         params[libvirt_host.PARAM_URI] = migrate_uri
     if options['bandwidth_mib']:
         params[libvirt_host.PARAM_BANDWIDTH] = int(options['bandwidth_mib'])
-        if options['postcopy'] or options['postcopy_resume']:
+        if limit_postcopy and (options['postcopy'] or options['postcopy_resume']):
             # NOTE: libvirt's bandwidth limit binds pre-copy only; without this one a
             # post-copy sends the rest as fast as the link goes (the lab: 350 MB in
             # 1 s after the switch on a 32 MiB/s limit). Both are MiB/s.
@@ -95,17 +99,18 @@ def migration_params(migrate_uri, options):
 
 
 def migrate(host, dom, host_name, instance_uuid, dest_uri, migrate_uri, options,
-            trust_shared_pools=False):
+            trust_shared_pools=False, limit_postcopy=False):
     """Run the migration job of ``dom`` to ``dest_uri``; return when it has ended.
 
     :param trust_shared_pools: see :func:`migration_flags`.
+    :param limit_postcopy: see :func:`migration_params`.
 
     :raises MigrationJobCancelled: the job was aborted; the guest stays here.
     :raises MigrationJobFailed: it did not start or failed.
     """
     options = driver.normalize_migration_options(options, instance_uuid)
     flags = migration_flags(options, trust_shared_pools)
-    params = migration_params(migrate_uri, options)
+    params = migration_params(migrate_uri, options, limit_postcopy)
     if options['max_downtime_ms'] is not None and not options['postcopy_resume']:
         # NOTE: set before the job starts (libvirt has no parameter for it in
         # migrateToURI3); QEMU keeps it for the job, as the lab checked.

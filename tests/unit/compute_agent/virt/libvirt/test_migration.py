@@ -100,18 +100,21 @@ def test_flags_and_params_follow_the_options():
     assert migration.migration_params(None, some) == {
         libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ['vdb']}
     assert migration.migration_params(None, dict(some, block_migration=False)) == {}
-    # Post-copy permitted: the bandwidth limit binds its post-copy phase too.
-    assert migration.migration_params('tcp://127.0.0.1', options) == {
+    # Post-copy permitted: the bandwidth limit binds its post-copy phase too when
+    # the agent is told so, else only pre-copy (libvirt's and Nova's way).
+    assert migration.migration_params('tcp://127.0.0.1', options, limit_postcopy=True) == {
         libvirt.VIR_MIGRATE_PARAM_URI: 'tcp://127.0.0.1',
         libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 32,
         libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY: 32,
         libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: '127.0.0.1'}
+    assert libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY not in migration.migration_params(
+        'tcp://127.0.0.1', options)
     precopy = dict(options, postcopy=False)
-    assert migration.migration_params(None, precopy) == {
+    assert migration.migration_params(None, precopy, limit_postcopy=True) == {
         libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 32,
         libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: '127.0.0.1'}
     resume = dict(precopy, postcopy_resume=True)
-    assert migration.migration_params(None, resume)[
+    assert migration.migration_params(None, resume, limit_postcopy=True)[
         libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] == 32
 
 
