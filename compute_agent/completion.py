@@ -61,7 +61,7 @@ class CompletionController:
         if stats.get('postcopy'):
             self._confirmed(elapsed)
             return
-        if self.in_postcopy or self._job.postcopy:
+        if self._job.postcopy:
             # Past the switch (an operator's force-complete, say). A post-copy whose
             # stream broke shows as not in post-copy while it is resumed: nothing to do.
             return

@@ -27,27 +27,29 @@ def _range_filter(first, last):
             .format(a=first, b=last))
 
 
+def _ss(host, what, *options):
+    """The lines ``ss`` prints for the established TCP connections on ``host``'s
+    migration ports (``options``: more of its options, such as ``-K``)."""
+    first, last = host.migration_ports
+    result = commands.run([SS, '-H', '-t', '-n'] + list(options)
+                          + ['state', 'established', _range_filter(first, last)],
+                          '%s into host %s' % (what, host.name), SS_TIMEOUT,
+                          error=errors.HostError)
+    return [line for line in result.stdout.splitlines() if line.strip()]
+
+
 def incoming(host):
     """The established TCP connections of migration streams into ``host`` (LabHost),
     as ``ss`` prints them (one line each, both ends counted)."""
-    first, last = host.migration_ports
-    result = commands.run([SS, '-H', '-t', '-n', 'state', 'established',
-                           _range_filter(first, last)],
-                          'list the migration streams into host %s' % host.name,
-                          SS_TIMEOUT, error=errors.HostError)
-    return [line for line in result.stdout.splitlines() if line.strip()]
+    return _ss(host, 'list the migration streams')
 
 
 def cut_incoming(host):
     """Destroy every migration stream into ``host``; returns how many socket ends were
     destroyed (0: no stream ran). :raises HostError: ``ss`` failed (the kernel lacks
     CONFIG_INET_DIAG_DESTROY, say)."""
+    killed = _ss(host, 'cut the migration streams', '-K')
     first, last = host.migration_ports
-    result = commands.run([SS, '-H', '-K', '-t', '-n', 'state', 'established',
-                           _range_filter(first, last)],
-                          'cut the migration streams into host %s' % host.name,
-                          SS_TIMEOUT, error=errors.HostError)
-    killed = [line for line in result.stdout.splitlines() if line.strip()]
     LOG.info('host %s: %d migration stream socket(s) on ports %d-%d destroyed',
              host.name, len(killed), first, last)
     left = incoming(host)

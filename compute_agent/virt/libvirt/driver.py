@@ -40,9 +40,9 @@ class LibvirtDriver(driver.ComputeDriver):
         """:param trust_shared_pools: see the option ``[libvirt] trust_shared_pools``.
         :param limit_postcopy_bandwidth: see ``[libvirt] limit_postcopy_bandwidth``.
         """
-        self._limit_postcopy_bandwidth = limit_postcopy_bandwidth
         super().__init__(host)
         self._trust_shared_pools = trust_shared_pools
+        self._limit_postcopy_bandwidth = limit_postcopy_bandwidth
         self._host = libvirt_host.Host(uri, connect_timeout=connect_timeout,
                                        open_connection=open_connection)
         self._advertised_uri = advertised_uri or uri
